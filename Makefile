@@ -1,0 +1,70 @@
+# readiness-operator: `make demo` and `make test` set everything up from a fresh clone.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TESTBED := PYTHONPATH=testbed $(PY) -m readiness_testbed
+TESTBED_DIR := .testbed
+KUBECTL := $(TESTBED_DIR)/bin/kubectl --kubeconfig $(TESTBED_DIR)/kubeconfig
+
+.PHONY: help venv lint crds check-crds unit e2e test demo demo-status testbed-build testbed-up testbed-down bench clean
+
+help:
+	@echo "make demo          start the local control plane and run the operator on examples/"
+	@echo "make test          lint, types, import contract, unit and end-to-end tests"
+	@echo "make testbed-up    start the local control plane (.testbed/kubeconfig)"
+	@echo "make testbed-down  stop it"
+	@echo "make bench         run the benchmarks in bench/"
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+crds: venv
+	$(VENV)/bin/readiness crd > crds/serviceprofiles.readiness.dev.yaml
+
+testbed-build: venv
+	$(TESTBED) build
+
+testbed-up: venv
+	$(TESTBED) up
+
+testbed-down: venv
+	$(TESTBED) down
+
+unit: venv
+	$(PY) -m pytest tests/unit
+
+e2e: venv testbed-build
+	$(PY) -m pytest tests/e2e
+
+# pytest exits 5 when it collected no test: make treats that as the failure it is.
+test: lint testbed-build
+	$(PY) -m pytest
+
+demo: testbed-up
+	$(KUBECTL) apply --server-side -f crds/
+	$(KUBECTL) wait --for=condition=Established crd/serviceprofiles.readiness.dev --timeout=60s
+	examples/demo.sh
+
+demo-status:
+	$(KUBECTL) get serviceprofiles -A
+	$(KUBECTL) get deployments,replicasets -n shop
+	$(KUBECTL) get events -n shop --field-selector source=readiness-operator
+
+bench: venv testbed-build
+	$(PY) -m bench
+
+clean: testbed-down
+	rm -rf $(VENV) $(TESTBED_DIR) .mypy_cache .ruff_cache .pytest_cache

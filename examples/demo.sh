@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The demo after `make testbed-up` and the CRD: runs the operator in the foreground on examples/
+# and shows what a user looks at. DEMO_EXIT=1 stops it after the tour (non-interactive runs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export KUBECONFIG=$PWD/.testbed/kubeconfig
+k() { .testbed/bin/kubectl "$@"; }
+show() {  # the parts of a pod template the profile is about
+  k get deployment "$1" -n shop -o json | .venv/bin/python -c '
+import json, sys
+d = json.load(sys.stdin)
+t = d["spec"]["template"]
+print("generation:", d["metadata"]["generation"], " annotations:", json.dumps(t["metadata"].get("annotations", {})))
+print("terminationGracePeriodSeconds:", t["spec"].get("terminationGracePeriodSeconds"))
+for c in t["spec"]["containers"]:
+    print(f"container {c[\"name\"]}:")
+    for key in ("livenessProbe", "readinessProbe", "startupProbe", "resources", "lifecycle"):
+        print(f"  {key}: {json.dumps(c.get(key))}")
+    for e in c.get("env", []):
+        print(f"  env {e[\"name\"]}={e.get(\"value\", json.dumps(e.get(\"valueFrom\")))}")
+'
+}
+
+k apply -f examples/00-namespace.yaml -f examples/10-deployments.yaml >/dev/null
+k rollout status -n shop deployment/checkout-api --timeout=120s >/dev/null
+echo "== before: checkout-api as its team wrote it =="
+show checkout-api
+
+k apply -f examples/20-profiles.yaml
+READINESS_LOG_FORMAT=console READINESS_HEALTH_PORT=${READINESS_HEALTH_PORT:-8080} \
+  READINESS_METRICS_PORT=${READINESS_METRICS_PORT:-9090} .venv/bin/readiness run &
+operator=$!
+trap 'kill -TERM $operator 2>/dev/null || true; wait $operator 2>/dev/null || true' EXIT
+
+k wait --for=condition=Compliant serviceprofile --all -n shop --timeout=120s >/dev/null
+k rollout status -n shop deployment/checkout-api --timeout=120s >/dev/null
+echo
+echo "== after: checkout-api, one apply, one rollout =="
+show checkout-api
+echo
+echo "== kubectl get serviceprofiles -n shop =="
+k get serviceprofiles -n shop
+echo
+echo "== kubectl get replicasets -n shop (one new ReplicaSet per Deployment) =="
+k get replicasets -n shop
+echo
+echo "== the operator's events =="
+k get events -n shop --field-selector source=readiness-operator -o custom-columns=OBJECT:.involvedObject.name,TYPE:.type,REASON:.reason,MESSAGE:.message
+echo
+echo "== status of the checkout profile =="
+k get serviceprofile checkout -n shop -o jsonpath='{.status.summary}{"\n"}{range .status.conditions[*]}{.type}={.status} ({.reason}): {.message}{"\n"}{end}'
+if [ "${DEMO_EXIT:-0}" = 1 ]; then exit 0; fi
+echo
+echo "The operator keeps running: try 'kubectl edit' on a Deployment in shop and watch it correct the drift."
+echo "KUBECONFIG=$KUBECONFIG ; Ctrl-C stops the operator; 'make testbed-down' stops the control plane."
+wait $operator

@@ -1,0 +1,29 @@
+"""The ``readiness`` command line."""
+
+from __future__ import annotations
+
+import click
+
+from . import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="readiness-operator")
+def main() -> None:
+    """readiness-operator: makes Deployments production-ready and keeps them so."""
+
+
+@main.command()
+def run() -> None:
+    """Run the operator against the cluster of KUBECONFIG (or the in-cluster config)."""
+    from .app import run_operator
+
+    run_operator()
+
+
+@main.command()
+def crd() -> None:
+    """Print the ServiceProfile CustomResourceDefinition generated from the models."""
+    from .models.crd import render_crd_yaml
+
+    click.echo(render_crd_yaml(), nl=False)

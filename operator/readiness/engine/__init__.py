@@ -1,0 +1,21 @@
+"""The pure policy engine: profile + observed Deployment -> desired apply, violations, status.
+
+No framework, no API client, no clock: an import-linter contract keeps it so.
+"""
+
+from .evaluate import Evaluation, evaluate
+from .selector import matches
+from .status import build_status, rollout_state, summarize
+from .view import DeploymentView, ManagedEntry, RolloutStatus
+
+__all__ = [
+    "DeploymentView",
+    "Evaluation",
+    "ManagedEntry",
+    "RolloutStatus",
+    "build_status",
+    "evaluate",
+    "matches",
+    "rollout_state",
+    "summarize",
+]

@@ -1,0 +1,201 @@
+"""Profile + live Deployment -> violations, conflicts and the one apply that fixes them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .. import FIELD_MANAGER
+from ..models.profile import ServiceProfileSpec
+from ..models.status import Conflict, Violation
+from .desired import Fragment, plan
+from .fields import FieldPath, build, human, is_missing, live_document, lookup, owned, owners
+from .quantity import same_quantity
+from .view import DeploymentView
+
+_PROBE_HANDLERS = ("httpGet", "grpc", "tcpSocket", "exec")
+# Values the apiserver fills in when a manifest leaves a field out. Kubernetes records them
+# as owned by whoever created the object, but nobody chose them: replacing one is no conflict.
+_API_DEFAULTS: dict[str, Any] = {
+    "f:terminationGracePeriodSeconds": 30,
+    "f:periodSeconds": 10,
+    "f:timeoutSeconds": 1,
+    "f:failureThreshold": 3,
+    "f:successThreshold": 1,
+    "f:scheme": "HTTP",
+}
+
+
+def _api_default(path: FieldPath, live: Any) -> bool:
+    return path[-1] in _API_DEFAULTS and live == _API_DEFAULTS[path[-1]]
+
+
+_LIFECYCLE_HANDLERS = ("sleep", "httpGet", "tcpSocket", "exec")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The engine's verdict on one Deployment under one profile."""
+
+    violations: tuple[Violation, ...] = ()
+    conflicts: tuple[Conflict, ...] = ()
+    problems: tuple[Violation, ...] = ()  # the profile cannot apply here; nothing is written
+    apply: Mapping[str, Any] | None = None  # set only when a write is needed
+    force: bool = False
+    changes: tuple[str, ...] = ()  # check ids the apply fixes
+    blocked: tuple[str, ...] = field(default=())  # check ids left out because of conflicts
+
+    @property
+    def compliant(self) -> bool:
+        return not (self.violations or self.conflicts or self.problems)
+
+
+def _same(path: FieldPath, live: Any, want: Any) -> bool:
+    if is_missing(live) or live is None:
+        return False
+    if "f:resources" in path:
+        return same_quantity(live, want)
+    return bool(live == want)
+
+
+def _violation(fragment: Fragment, doc: Mapping[str, Any], diffs: list[FieldPath]) -> Violation:
+    found = [lookup(doc, p) for p, _ in fragment.leaves]
+    if fragment.check == "shutdown.grace":
+        current = found[0] if not is_missing(found[0]) and found[0] is not None else 30
+        wanted = fragment.leaves[0][1]
+        suffix = "too-short" if int(current) < int(wanted) else "mismatch"
+        return Violation(
+            check=f"shutdown.grace.{suffix}",
+            field=fragment.field,
+            message=f"terminationGracePeriodSeconds is {current}; the profile wants {wanted}",
+        )
+    absent = all(is_missing(v) for v in found)
+    missing = [_short(fragment, p) for p in diffs if is_missing(lookup(doc, p))]
+    differ = [_short(fragment, p) for p in diffs if not is_missing(lookup(doc, p))]
+    detail = (
+        "missing"
+        if absent
+        else "; ".join(
+            part
+            for part in (
+                f"missing {', '.join(missing)}" if missing else "",
+                f"differs {', '.join(differ)}" if differ else "",
+            )
+            if part
+        )
+    )
+    return Violation(
+        check=f"{fragment.check}.{'missing' if absent else 'mismatch'}",
+        field=fragment.field,
+        message=f"{detail}; the profile wants {fragment.wants}",
+    )
+
+
+def _short(fragment: Fragment, path: FieldPath) -> str:
+    """The part of a field path below the fragment's own field, e.g. ``[LOG_LEVEL].value``."""
+    text = human(path)
+    rest = text[len(fragment.field) :].lstrip(".") if text.startswith(fragment.field) else text
+    return rest.removesuffix(".value") or text.rsplit(".", 1)[-1]
+
+
+def evaluate(
+    spec: ServiceProfileSpec, view: DeploymentView, policy: Literal["Report", "Force"] | None = None
+) -> Evaluation:
+    """Compare what ``spec`` wants with ``view``; decide the single apply, if any."""
+    policy = policy or spec.conflict_policy
+    result = plan(spec, view)
+    notes = tuple(Violation(check=p.check, field=p.field, message=p.message) for p in result.notes)
+    if result.problems:
+        problems = tuple(Violation(check=p.check, field=p.field, message=p.message) for p in result.problems)
+        return Evaluation(violations=notes, problems=problems)
+    doc = live_document(view)
+    violations: list[Violation] = list(notes)
+    conflicts: list[Conflict] = []
+    included: list[Fragment] = []
+    changes: list[str] = []
+    blocked: list[str] = []
+    force = policy == "Force"
+    for fragment in result.fragments:
+        diffs = [p for p, want in fragment.leaves if not _same(p, lookup(doc, p), want)]
+        hard = _handler_conflicts(fragment, doc, view)
+        takeable = {p for p in diffs if p in fragment.appendable or _api_default(p, lookup(doc, p))}
+        soft = [
+            Conflict(manager=m, field=human(p))
+            for p in diffs
+            if not is_missing(lookup(doc, p)) and p not in takeable
+            for m in owners(view, p, exclude=FIELD_MANAGER)
+        ]
+        if any(owners(view, p, exclude=FIELD_MANAGER) for p in takeable):
+            force = True  # an appended value or an API default: taking the field loses no one's choice
+        if diffs:
+            violations.append(_violation(fragment, doc, diffs))
+        if hard or (soft and policy == "Report"):
+            conflicts.extend(hard or soft)
+            blocked.append(fragment.check)
+            continue
+        included.append(fragment)
+        if diffs:
+            changes.append(fragment.check)
+    leaves = [leaf for fragment in included for leaf in fragment.leaves]
+    released = _released(view, [p for p, _ in leaves])
+    apply = None
+    if changes or released:
+        apply = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": view.name, "namespace": view.namespace},
+            **build(leaves),
+        }
+        if released and not changes:
+            changes.append("released")
+    return Evaluation(
+        violations=tuple(violations),
+        conflicts=tuple(_unique(conflicts)),
+        apply=apply,
+        force=force,
+        changes=tuple(changes),
+        blocked=tuple(blocked),
+    )
+
+
+def _handler_conflicts(fragment: Fragment, doc: Mapping[str, Any], view: DeploymentView) -> list[Conflict]:
+    """Another manager's probe/preStop handler of another type: a pod may have only one."""
+    if fragment.handler_parent is None:
+        return []
+    current = lookup(doc, fragment.handler_parent)
+    if is_missing(current) or not isinstance(current, Mapping):
+        return []
+    kinds = _LIFECYCLE_HANDLERS if "f:lifecycle" in fragment.handler_parent else _PROBE_HANDLERS
+    found: list[Conflict] = []
+    for other in kinds:
+        if other == fragment.handler or other not in current:
+            continue
+        path = (*fragment.handler_parent, f"f:{other}")
+        for manager in owners(view, path, exclude=FIELD_MANAGER) or ["unknown"]:
+            found.append(Conflict(manager=manager, field=human(path)))
+    return found
+
+
+def _released(view: DeploymentView, desired: list[FieldPath]) -> bool:
+    """True when we own a spec field the profile no longer asks for (an apply drops it)."""
+    mine = [e for e in view.managed if e.manager == FIELD_MANAGER and e.operation == "Apply"]
+    for entry in mine:
+        for owned_path in owned(entry):
+            if owned_path[:1] != ("f:spec",):
+                continue
+            path = owned_path
+            if len(path) >= 2 and path[-2].startswith("k:") and path[-1][2:] in json.loads(path[-2][2:]):
+                path = path[:-1]  # a list item's key field (f:name) lives and dies with the item
+            if not any(d[: len(path)] == path or path[: len(d)] == d for d in desired):
+                return True
+    return False
+
+
+def _unique(conflicts: list[Conflict]) -> list[Conflict]:
+    seen: list[Conflict] = []
+    for conflict in conflicts:
+        if conflict not in seen:
+            seen.append(conflict)
+    return seen

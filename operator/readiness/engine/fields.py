@@ -1,0 +1,134 @@
+"""Field paths in server-side apply's own notation (fieldsV1), and who owns them.
+
+A path is a tuple such as ``("f:spec", "f:template", "f:spec", "f:containers",
+'k:{"name":"app"}', "f:livenessProbe")``. Using the apiserver's notation lets the engine
+compare what it wants with what ``metadata.managedFields`` says each manager owns.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from .view import DeploymentView, ManagedEntry
+
+FieldPath = tuple[str, ...]
+TEMPLATE: FieldPath = ("f:spec", "f:template")
+POD_SPEC: FieldPath = (*TEMPLATE, "f:spec")
+_MISSING = object()
+
+
+def key(**keys: str) -> str:
+    """A list-item key element, encoded as the apiserver encodes it."""
+    return "k:" + json.dumps(keys, separators=(",", ":"), sort_keys=True)
+
+
+def container(name: str) -> FieldPath:
+    return (*POD_SPEC, "f:containers", key(name=name))
+
+
+def flatten(fields: Mapping[str, Any], prefix: FieldPath = ()) -> Iterator[FieldPath]:
+    """Every path a fieldsV1 document names (leaves and owned list items/maps)."""
+    for name, child in fields.items():
+        if name == ".":
+            yield prefix
+            continue
+        path = (*prefix, name)
+        if isinstance(child, Mapping) and child:
+            yield from flatten(child, path)
+        else:
+            yield path
+
+
+def owned(entry: ManagedEntry) -> frozenset[FieldPath]:
+    return frozenset(flatten(entry.fields))
+
+
+def owners(view: DeploymentView, path: FieldPath, exclude: str) -> list[str]:
+    """Managers other than ``exclude`` owning ``path`` or anything below it."""
+    found: list[str] = []
+    for entry in view.managed:
+        if entry.manager == exclude or entry.subresource:
+            continue
+        if any(p[: len(path)] == path for p in owned(entry)) and entry.manager not in found:
+            found.append(entry.manager)
+    return found
+
+
+def lookup(document: Mapping[str, Any], path: Iterable[str]) -> Any:
+    """The value at ``path`` in an API object, or ``MISSING``."""
+    node: Any = document
+    for element in path:
+        if element.startswith("f:"):
+            if not isinstance(node, Mapping) or element[2:] not in node:
+                return _MISSING
+            node = node[element[2:]]
+        elif element.startswith("k:"):
+            wanted = json.loads(element[2:])
+            if not isinstance(node, list):
+                return _MISSING
+            node = next((item for item in node if all(item.get(k) == v for k, v in wanted.items())), _MISSING)
+            if node is _MISSING:
+                return _MISSING
+        else:
+            return _MISSING
+    return node
+
+
+def is_missing(value: Any) -> bool:
+    return value is _MISSING
+
+
+def build(leaves: Iterable[tuple[FieldPath, Any]]) -> dict[str, Any]:
+    """An apply configuration holding exactly ``leaves`` (keyed list items keep their keys)."""
+    tree: dict[str, Any] = {}
+    for path, value in leaves:
+        node = tree
+        for element in path[:-1]:
+            node = node.setdefault(element, {})
+        node[path[-1]] = value
+    return _materialise(tree)
+
+
+def _materialise(node: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for element, child in node.items():
+        name = element[2:]
+        if isinstance(child, dict) and child and all(k.startswith("k:") for k in child):
+            out[name] = [
+                {**json.loads(item[2:]), **_materialise(grandchild)}
+                for item, grandchild in sorted(child.items())
+            ]
+        elif isinstance(child, dict) and any(k.startswith(("f:", "k:")) for k in child):
+            out[name] = _materialise(child)
+        else:
+            out[name] = child
+    return out
+
+
+def live_document(view: DeploymentView) -> dict[str, Any]:
+    """The view as a Deployment-shaped document, for ``lookup``."""
+    return {
+        "spec": {
+            "template": {
+                "metadata": {"annotations": dict(view.template_annotations)},
+                "spec": {
+                    "terminationGracePeriodSeconds": view.termination_grace_period_seconds,
+                    "containers": [dict(c) for c in view.containers],
+                },
+            }
+        }
+    }
+
+
+def human(path: FieldPath) -> str:
+    """``spec.template.spec.containers[app].env[LOG_LEVEL]`` for people and status."""
+    parts: list[str] = []
+    for element in path:
+        if element.startswith("f:"):
+            parts.append(element[2:])
+        elif element.startswith("k:"):
+            keys = json.loads(element[2:])
+            parts[-1] += "[" + ",".join(str(v) for v in keys.values()) + "]"
+    return ".".join(parts)

@@ -1,0 +1,120 @@
+"""The profile's status, computed from the targets' verdicts (no I/O, ``now`` passed in)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from ..models.status import Condition, ConditionType, Rollout, ServiceProfileStatus, Summary, Target
+from .view import DeploymentView
+
+
+def rollout_state(view: DeploymentView) -> Rollout:
+    """Where the Deployment's own rollout stands, as `kubectl rollout status` would say."""
+    status = view.status
+    progressing = next((c for c in status.conditions if c.get("type") == "Progressing"), None)
+    if progressing and progressing.get("reason") == "ProgressDeadlineExceeded":
+        return "Failed"
+    if status.observed_generation < view.generation:
+        return "Progressing"
+    done = (
+        status.updated_replicas >= view.replicas
+        and status.replicas == status.updated_replicas
+        and status.available_replicas >= view.replicas
+    )
+    if done:
+        return "Complete"
+    return "Progressing" if status.observed_generation else "Unknown"
+
+
+def summarize(targets: Sequence[Target]) -> Summary:
+    matched = len(targets)
+    compliant = sum(1 for t in targets if t.compliant)
+    score = 100 if matched == 0 else (compliant * 100) // matched
+    return Summary(matched=matched, compliant=compliant, score=score)
+
+
+def set_condition(
+    previous: Sequence[Condition],
+    type_: ConditionType,
+    status: Literal["True", "False", "Unknown"],
+    reason: str,
+    message: str,
+    generation: int,
+    now: str,
+) -> Condition:
+    """A condition whose lastTransitionTime moves only when its status flips."""
+    old = next((c for c in previous if c.type == type_), None)
+    since = old.last_transition_time if old is not None and old.status == status else now
+    return Condition(
+        type=type_,
+        status=status,
+        reason=reason,
+        message=message,
+        observed_generation=generation,
+        last_transition_time=since,
+    )
+
+
+def build_status(
+    *,
+    generation: int,
+    targets: Sequence[Target],
+    previous: Sequence[Condition],
+    now: str,
+    degraded: tuple[str, str] | None = None,
+) -> ServiceProfileStatus:
+    """Conditions, summary and targets; ``degraded`` is (reason, message) when enforcement is impaired."""
+    ordered = sorted(targets, key=lambda t: t.name)
+    summary = summarize(ordered)
+
+    def cond(t: ConditionType, ok: bool, reason: str, message: str) -> Condition:
+        return set_condition(previous, t, "True" if ok else "False", reason, message, generation, now)
+
+    bad = [t for t in ordered if not t.compliant]
+    conflicted = [t for t in ordered if t.state in ("Conflicted", "Ambiguous")]
+    invalid = [t for t in ordered if t.state in ("Invalid", "Error")]
+    if summary.matched == 0:
+        compliant = cond(
+            "Compliant", True, "NoTargets", "no Deployment in this namespace matches the selector"
+        )
+    elif not bad:
+        compliant = cond(
+            "Compliant", True, "AllCompliant", f"{summary.matched} of {summary.matched} Deployments compliant"
+        )
+    else:
+        compliant = cond(
+            "Compliant",
+            False,
+            "ViolationsFound",
+            f"{len(bad)} of {summary.matched} Deployments not compliant: "
+            + ", ".join(t.name for t in bad[:5])
+            + ("" if len(bad) <= 5 else ", ..."),
+        )
+    if conflicted:
+        ambiguous = [t for t in conflicted if t.state == "Ambiguous"]
+        reason = "Ambiguous" if len(ambiguous) == len(conflicted) else "FieldConflict"
+        conflicted_cond = cond(
+            "Conflicted", True, reason, "; ".join(f"{t.name}: {t.message}" for t in conflicted[:5])
+        )
+    else:
+        conflicted_cond = cond("Conflicted", False, "NoConflicts", "no field conflicts")
+    if degraded is not None:
+        degraded_cond = cond("Degraded", True, degraded[0], degraded[1])
+    elif invalid:
+        reason = "InvalidReference" if any(t.state == "Invalid" for t in invalid) else "ApiError"
+        degraded_cond = cond(
+            "Degraded", True, reason, "; ".join(f"{t.name}: {t.message}" for t in invalid[:5])
+        )
+    else:
+        degraded_cond = cond("Degraded", False, "AsExpected", "profile applies to every matched Deployment")
+    if degraded_cond.status == "True":
+        ready = cond("Ready", False, degraded_cond.reason, degraded_cond.message)
+    else:
+        ready = cond("Ready", True, "Reconciled", "profile reconciled")
+    return ServiceProfileStatus(
+        observed_generation=generation,
+        conditions=[ready, compliant, conflicted_cond, degraded_cond],
+        summary=summary,
+        targets=list(ordered),
+    )

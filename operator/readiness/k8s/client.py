@@ -1,0 +1,172 @@
+"""The only code that talks to the Kubernetes API: applies, status patches and events.
+
+The official client is synchronous; every call runs in a bounded thread pool so the event
+loop (and kopf's watches) never block on the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar, cast
+
+import urllib3
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+
+from .. import API_GROUP, API_VERSION, FIELD_MANAGER, PLURAL
+from .errors import ApiError, FieldCause
+
+T = TypeVar("T")
+_MANAGER = re.compile(r'conflict with "([^"]+)"')
+_COMPONENT = "readiness-operator"
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+    uid: str = ""
+
+
+class Cluster(Protocol):
+    """What the reconciler needs from the API (an in-memory twin serves the tests)."""
+
+    async def apply_deployment(self, body: Mapping[str, Any], *, force: bool) -> dict[str, Any]: ...
+
+    async def patch_profile_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None: ...
+
+    async def post_event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None: ...
+
+
+def load_api_client() -> k8s.ApiClient:
+    """KUBECONFIG (or ~/.kube/config) when present, else the in-cluster service account."""
+    try:
+        k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except k8s_config.ConfigException:
+        k8s_config.load_kube_config()  # type: ignore[no-untyped-call]
+    return k8s.ApiClient()
+
+
+def _error(exc: Exception) -> ApiError:
+    if isinstance(exc, ApiException):
+        try:
+            body = json.loads(exc.body or "{}")
+        except ValueError:
+            body = {}
+        causes = []
+        for cause in (body.get("details") or {}).get("causes") or []:
+            match = _MANAGER.search(str(cause.get("message", "")))
+            causes.append(
+                FieldCause(
+                    field=str(cause.get("field", "")).lstrip("."),
+                    message=str(cause.get("message", "")),
+                    manager=match.group(1) if match else "",
+                )
+            )
+        return ApiError(
+            status=int(exc.status or 0),
+            reason=str(body.get("reason") or exc.reason or ""),
+            message=str(body.get("message") or exc.reason or ""),
+            causes=causes,
+        )
+    return ApiError(status=0, reason=type(exc).__name__, message=str(exc))
+
+
+class KubernetesCluster:
+    """``Cluster`` over the official client."""
+
+    def __init__(self, api_client: k8s.ApiClient, workers: int, timeout: float = 30.0) -> None:
+        self._apps = k8s.AppsV1Api(api_client)
+        self._custom = k8s.CustomObjectsApi(api_client)
+        self._core = k8s.CoreV1Api(api_client)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="k8s-api")
+        self._timeout = timeout
+
+    async def _call(self, fn: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, fn)
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise _error(exc) from exc
+
+    async def apply_deployment(self, body: Mapping[str, Any], *, force: bool) -> dict[str, Any]:
+        meta = body["metadata"]
+
+        def call() -> dict[str, Any]:
+            response = self._apps.patch_namespaced_deployment(
+                meta["name"],
+                meta["namespace"],
+                dict(body),
+                field_manager=FIELD_MANAGER,
+                force=force,
+                _content_type="application/apply-patch+yaml",
+                _preload_content=False,
+                _request_timeout=self._timeout,
+            )
+            # Unparsed on purpose (_preload_content=False): the engine reads the raw object.
+            result: dict[str, Any] = json.loads(cast(Any, response).data)
+            return result
+
+        return await self._call(call)
+
+    async def patch_profile_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        def call() -> None:
+            self._custom.patch_namespaced_custom_object_status(
+                API_GROUP,
+                API_VERSION,
+                namespace,
+                PLURAL,
+                name,
+                {"status": dict(status)},
+                field_manager=FIELD_MANAGER,
+                _content_type="application/merge-patch+json",
+                _preload_content=False,
+                _request_timeout=self._timeout,
+            )
+
+        await self._call(call)
+
+    async def post_event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
+        now = dt.datetime.now(dt.UTC)
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{ref.name}.{uuid.uuid4().hex[:16]}", "namespace": ref.namespace},
+            "involvedObject": {
+                "apiVersion": ref.api_version,
+                "kind": ref.kind,
+                "namespace": ref.namespace,
+                "name": ref.name,
+                "uid": ref.uid or None,
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": _COMPONENT},
+            "reportingComponent": f"{API_GROUP}/{_COMPONENT}",
+            "reportingInstance": _COMPONENT,
+            "action": reason,
+            "firstTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "lastTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "count": 1,
+        }
+
+        def call() -> None:
+            self._core.create_namespaced_event(
+                ref.namespace, cast(Any, event), _preload_content=False, _request_timeout=self._timeout
+            )
+
+        await self._call(call)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,34 @@
+"""API failures the reconciler can reason about, independent of the client library."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class FieldCause:
+    field: str
+    message: str
+    manager: str = ""
+
+
+@dataclass
+class ApiError(Exception):
+    """A failed API call: ``status`` is the HTTP code (0 when the server was not reached)."""
+
+    status: int
+    reason: str
+    message: str
+    causes: list[FieldCause] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.reason}: {self.message}"
+
+    @property
+    def retryable(self) -> bool:
+        return self.status in (0, 408, 429, 500, 502, 503, 504)
+
+    @property
+    def conflict(self) -> bool:
+        """A server-side apply field conflict (409 with FieldManagerConflict causes)."""
+        return self.status == 409 and bool(self.causes)

@@ -1,0 +1,93 @@
+"""Prometheus metrics: what the operator does, and what SREs read about each profile."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_STATES = ("Compliant", "Violating", "Conflicted", "Ambiguous", "Invalid", "Error")
+
+
+class Metrics:
+    """Every series lives in one registry built at start-up (no module globals)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.reconciles = Counter(
+            "readiness_reconciles", "Profile reconciles by result.", ["result"], registry=r
+        )
+        self.reconcile_seconds = Histogram(
+            "readiness_reconcile_duration_seconds",
+            "Time to reconcile one profile.",
+            registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.applies = Counter(
+            "readiness_deployment_applies",
+            "Server-side applies sent to Deployments, by result.",
+            ["result"],
+            registry=r,
+        )
+        self.drift_corrections = Counter(
+            "readiness_drift_corrections", "Applies that restored a Deployment someone changed.", registry=r
+        )
+        self.conflicts = Counter(
+            "readiness_conflicts", "Targets found in conflict with another field manager.", registry=r
+        )
+        self.api_errors = Counter(
+            "readiness_api_errors", "Failed API calls by HTTP status code.", ["code"], registry=r
+        )
+        self.status_writes = Counter("readiness_status_writes", "ServiceProfile status patches.", registry=r)
+        self.queue_depth = Gauge("readiness_queue_depth", "Profiles waiting for a worker.", registry=r)
+        self.workers_busy = Gauge("readiness_workers_busy", "Workers reconciling right now.", registry=r)
+        self.workers = Gauge("readiness_workers", "Configured reconcile workers.", registry=r)
+        self.targets = Gauge(
+            "readiness_profile_targets",
+            "Deployments matched by a profile, by state.",
+            ["namespace", "profile", "state"],
+            registry=r,
+        )
+        self.violations = Gauge(
+            "readiness_profile_violations",
+            "Open violations of a profile's targets, by check id.",
+            ["namespace", "profile", "check"],
+            registry=r,
+        )
+        self.compliance = Gauge(
+            "readiness_profile_compliance_ratio",
+            "Compliant share of a profile's targets (0-1).",
+            ["namespace", "profile"],
+            registry=r,
+        )
+        self._checks: dict[tuple[str, str], set[str]] = {}
+
+    def observe_profile(
+        self, namespace: str, profile: str, states: Iterable[str], checks: Iterable[str], score: int
+    ) -> None:
+        counts = dict.fromkeys(_STATES, 0)
+        for state in states:
+            counts[state] = counts.get(state, 0) + 1
+        for state, count in counts.items():
+            self.targets.labels(namespace, profile, state).set(count)
+        by_check: dict[str, int] = {}
+        for check in checks:
+            by_check[check] = by_check.get(check, 0) + 1
+        for gone in self._checks.get((namespace, profile), set()) - set(by_check):
+            self.violations.remove(namespace, profile, gone)
+        for check, count in by_check.items():
+            self.violations.labels(namespace, profile, check).set(count)
+        self._checks[(namespace, profile)] = set(by_check)
+        self.compliance.labels(namespace, profile).set(score / 100)
+
+    def forget_profile(self, namespace: str, profile: str) -> None:
+        """Drop a deleted profile's series so dashboards do not show ghosts."""
+        for state in _STATES:
+            with contextlib.suppress(KeyError):
+                self.targets.remove(namespace, profile, state)
+        for check in self._checks.pop((namespace, profile), set()):
+            self.violations.remove(namespace, profile, check)
+        with contextlib.suppress(KeyError):
+            self.compliance.remove(namespace, profile)

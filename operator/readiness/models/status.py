@@ -1,0 +1,83 @@
+"""The ServiceProfile status: what SREs and app teams read, written only by the operator."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from .base import Model
+
+ConditionType = Literal["Ready", "Compliant", "Conflicted", "Degraded"]
+TargetState = Literal["Compliant", "Violating", "Conflicted", "Ambiguous", "Invalid", "Error"]
+Rollout = Literal["Complete", "Progressing", "Failed", "Unknown"]
+
+
+class Condition(Model):
+    """metav1.Condition."""
+
+    type: ConditionType
+    """Ready, Compliant, Conflicted or Degraded."""
+    status: Literal["True", "False", "Unknown"]
+    """Whether the condition holds."""
+    reason: str = Field(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$", max_length=1024)
+    """One CamelCase word for machines."""
+    message: str = Field(default="", max_length=32768)
+    """What a person should know."""
+    observed_generation: int = 0
+    """The profile generation this condition was computed from."""
+    last_transition_time: str
+    """When the status last flipped (RFC 3339)."""
+
+
+class Violation(Model):
+    check: str
+    """Stable check id, such as probes.readiness.missing."""
+    field: str
+    """The Deployment field concerned."""
+    message: str
+    """What is wrong and what the profile wants."""
+
+
+class Conflict(Model):
+    manager: str
+    """The field manager that owns the field."""
+    field: str
+    """The field it owns."""
+
+
+class Target(Model):
+    name: str
+    """Deployment name."""
+    compliant: bool
+    """True when the Deployment matches everything the profile declares."""
+    state: TargetState
+    """Compliant, Violating, Conflicted, Ambiguous, Invalid or Error."""
+    rollout: Rollout
+    """Rollout state from the Deployment's own status."""
+    message: str = ""
+    """Why the target is not compliant, when there is one reason."""
+    violations: list[Violation] = []
+    """What does not match the profile."""
+    conflicts: list[Conflict] = []
+    """Fields another manager owns with another value (conflictPolicy Report)."""
+
+
+class Summary(Model):
+    matched: int = 0
+    """Deployments the selector matches."""
+    compliant: int = 0
+    """Of those, how many are compliant."""
+    score: int = Field(default=100, ge=0, le=100)
+    """compliant / matched as a percentage (100 when nothing matches)."""
+
+
+class ServiceProfileStatus(Model):
+    observed_generation: int = 0
+    """The profile generation this status describes."""
+    conditions: list[Condition] = []
+    """Ready, Compliant, Conflicted and Degraded."""
+    summary: Summary = Summary()
+    """Counts over the matched Deployments."""
+    targets: list[Target] = []
+    """One entry per matched Deployment, sorted by name."""

@@ -1,0 +1,49 @@
+"""Operator settings, from READINESS_* environment variables, validated at start-up."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="READINESS_", frozen=True, extra="ignore")
+
+    namespaces: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated namespaces to watch; empty watches every namespace.",
+    )
+    resync_seconds: float = Field(
+        default=300.0, ge=5, description="Periodic re-check of every profile, as a backstop to watches."
+    )
+    workers: int = Field(default=4, ge=1, le=64, description="Profiles reconciled concurrently.")
+    metrics_port: int = Field(default=9090, ge=0, le=65535, description="Port of /metrics (0 disables).")
+    health_port: int = Field(
+        default=8080, ge=0, le=65535, description="Port of /healthz and /readyz (0 disables)."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level.")
+    log_format: Literal["json", "console"] = Field(default="json", description="json, or console for people.")
+    peering: str = Field(
+        default="", description="kopf peering name for HA (needs the peering CRDs); empty runs standalone."
+    )
+    max_corrections: int = Field(
+        default=5, ge=1, description="Applies to one Deployment per window before it is left Conflicted."
+    )
+    correction_window_seconds: float = Field(
+        default=600.0, ge=1, description="Window over which corrections are counted."
+    )
+    shutdown_seconds: float = Field(
+        default=20.0, ge=0, description="How long in-flight reconciles may finish after SIGTERM."
+    )
+    tracing_endpoint: str = Field(
+        default="", description="OTLP endpoint for the operator's own traces; empty disables."
+    )
+
+    @field_validator("namespaces", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [n.strip() for n in value.split(",") if n.strip()]
+        return value

@@ -1,0 +1,149 @@
+"""A de-duplicating work queue with bounded workers, like controller-runtime's.
+
+A key queued several times before a worker takes it runs once; a key queued while it
+is being worked on runs once more afterwards, so the last event is never lost and one
+profile is never reconciled by two workers at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
+
+import structlog
+
+from .metrics import Metrics
+
+K = TypeVar("K", bound=Hashable)
+log = structlog.get_logger("readiness.workqueue")
+
+
+class WorkQueue(Generic[K]):
+    def __init__(self, metrics: Metrics | None = None) -> None:
+        self._queue: asyncio.Queue[K] = asyncio.Queue()
+        self._pending: set[K] = set()
+        self._active: set[K] = set()
+        self._dirty: set[K] = set()
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._metrics = metrics
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.closed = False
+
+    def add(self, key: K) -> None:
+        if self.closed or key in self._pending:
+            return
+        if key in self._active:
+            self._dirty.add(key)
+            return
+        self._pending.add(key)
+        self._queue.put_nowait(key)
+        self._gauge()
+
+    def add_after(self, key: K, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        handle: asyncio.TimerHandle
+
+        def fire() -> None:
+            self._timers.discard(handle)
+            self.add(key)
+
+        handle = loop.call_later(delay, fire)
+        self._timers.add(handle)
+
+    async def get(self) -> K:
+        key = await self._queue.get()
+        self._pending.discard(key)
+        self._active.add(key)
+        self._idle.clear()
+        self._gauge()
+        return key
+
+    def done(self, key: K) -> None:
+        self._active.discard(key)
+        if key in self._dirty:
+            self._dirty.discard(key)
+            self.add(key)
+        if not self._active:
+            self._idle.set()
+        self._gauge()
+
+    async def wait_idle(self) -> None:
+        """Until no key is being worked on."""
+        await self._idle.wait()
+
+    def close(self) -> None:
+        """Take no new work; what is queued is dropped, what runs may finish."""
+        self.closed = True
+        for handle in self._timers:
+            handle.cancel()
+        self._timers.clear()
+
+    @property
+    def depth(self) -> int:
+        return len(self._pending)
+
+    @property
+    def busy(self) -> int:
+        return len(self._active)
+
+    def _gauge(self) -> None:
+        if self._metrics is not None:
+            self._metrics.queue_depth.set(len(self._pending))
+            self._metrics.workers_busy.set(len(self._active))
+
+
+class Workers(Generic[K]):
+    """``count`` tasks draining ``queue`` through ``work``; failures retry with backoff."""
+
+    def __init__(
+        self,
+        queue: WorkQueue[K],
+        work: Callable[[K], Awaitable[bool]],
+        count: int,
+        max_backoff: float = 60.0,
+    ) -> None:
+        self._queue = queue
+        self._work = work
+        self._count = count
+        self._max_backoff = max_backoff
+        self._failures: dict[K, int] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._run(i), name=f"reconcile-worker-{i}") for i in range(self._count)
+        ]
+
+    async def _run(self, index: int) -> None:
+        while True:
+            key = await self._queue.get()
+            retry = False
+            try:
+                retry = await self._work(key)
+            except asyncio.CancelledError:
+                self._queue.done(key)
+                raise
+            except Exception:
+                log.exception("reconcile_crashed", key=str(key), worker=index)
+                retry = True
+            if retry and not self._queue.closed:
+                failures = self._failures.get(key, 0) + 1
+                self._failures[key] = failures
+                self._queue.add_after(key, min(self._max_backoff, 0.5 * 2**failures))
+            else:
+                self._failures.pop(key, None)
+            self._queue.done(key)
+
+    async def stop(self, grace: float) -> None:
+        """Close the queue, let in-flight work finish for up to ``grace`` seconds, then cancel."""
+        self._queue.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._queue.wait_idle(), timeout=grace)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -1,0 +1,60 @@
+"""The local control plane is a real Kubernetes: scheduling, rollouts, admission, server-side apply."""
+
+from __future__ import annotations
+
+import pytest
+from tests.conftest import Kube
+
+pytestmark = pytest.mark.e2e
+
+DEPLOYMENT = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: %s}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: app, image: registry.example/web:1}]
+"""
+
+
+def test_deployment_becomes_available_on_kwok_nodes(kube: Kube, namespace: str) -> None:
+    kube.apply(DEPLOYMENT % namespace)
+    kube.run("wait", "-n", namespace, "--for=condition=Available", "deployment/web", "--timeout=90s")
+    pods = kube.json("get", "pods", "-n", namespace)["items"]
+    assert len(pods) == 2
+    nodes = {n["metadata"]["name"] for n in kube.json("get", "nodes")["items"]}
+    for pod in pods:
+        assert pod["status"]["phase"] == "Running"
+        assert pod["spec"]["nodeName"] in nodes
+        ready = {c["type"]: c["status"] for c in pod["status"]["conditions"]}
+        assert ready["Ready"] == "True"
+
+
+def test_apiserver_rejects_an_invalid_object(kube: Kube, namespace: str) -> None:
+    bad = (DEPLOYMENT % namespace).replace("replicas: 2", "replicas: -1")
+    result = kube.run("apply", "-f", "-", input_text=bad, check=False)
+    assert result.returncode != 0
+    assert "spec.replicas" in result.stderr
+    assert "greater than or equal to 0" in result.stderr
+
+
+def test_server_side_apply_records_the_field_manager(kube: Kube, namespace: str) -> None:
+    kube.apply(DEPLOYMENT % namespace, "--server-side", "--field-manager=testbed-proof")
+    managers = {
+        m["manager"]: m["operation"]
+        for m in kube.json("get", "deployment", "web", "-n", namespace, "--show-managed-fields")["metadata"][
+            "managedFields"
+        ]
+    }
+    assert managers["testbed-proof"] == "Apply"
+    # A second manager changing an owned field is refused without --force-conflicts.
+    changed = (DEPLOYMENT % namespace).replace("web:1", "web:2")
+    conflict = kube.run(
+        "apply", "--server-side", "--field-manager=other", "-f", "-", input_text=changed, check=False
+    )
+    assert conflict.returncode != 0
+    assert "conflict" in conflict.stderr.lower()
