@@ -59,9 +59,9 @@ class Outcome:
 class FightGuard:
     """Stops correcting a Deployment that another manager keeps reverting.
 
-    More than ``limit`` applies to one Deployment within ``window`` seconds, for the same
-    profile generation, and it is left alone (reported Conflicted) until the profile
-    changes or the window passes.
+    After the first apply, ``limit`` corrections of one Deployment within ``window`` seconds
+    for the same profile generation, and it is left alone (reported Conflicted) until the
+    profile changes or the window passes.
     """
 
     limit: int = 5
@@ -78,7 +78,7 @@ class FightGuard:
         return times
 
     def blocked(self, key: tuple[str, str], generation: int, now: float) -> bool:
-        return len(self._recent(key, generation, now)) >= self.limit
+        return len(self._recent(key, generation, now)) > self.limit
 
     def record(self, key: tuple[str, str], generation: int, now: float) -> int:
         times = self._recent(key, generation, now)

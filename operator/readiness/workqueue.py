@@ -27,13 +27,14 @@ class WorkQueue(Generic[K]):
         self._active: set[K] = set()
         self._dirty: set[K] = set()
         self._timers: set[asyncio.TimerHandle] = set()
+        self._held: set[K] = set()
         self._metrics = metrics
         self._idle = asyncio.Event()
         self._idle.set()
         self.closed = False
 
     def add(self, key: K) -> None:
-        if self.closed or key in self._pending:
+        if self.closed or key in self._pending or key in self._held:
             return
         if key in self._active:
             self._dirty.add(key)
@@ -51,6 +52,20 @@ class WorkQueue(Generic[K]):
             self.add(key)
 
         handle = loop.call_later(delay, fire)
+        self._timers.add(handle)
+
+    def hold(self, key: K, delay: float) -> None:
+        """Keep ``key`` out of the queue for ``delay`` seconds, then queue it once."""
+        self._held.add(key)
+        loop = asyncio.get_running_loop()
+        handle: asyncio.TimerHandle
+
+        def release() -> None:
+            self._timers.discard(handle)
+            self._held.discard(key)
+            self.add(key)
+
+        handle = loop.call_later(delay, release)
         self._timers.add(handle)
 
     async def get(self) -> K:

@@ -17,6 +17,9 @@ from ..reconcile import ProfileRecord, Reconciler
 from ..workqueue import WorkQueue
 
 ProfileKey = tuple[str, str]
+# A new profile waits this long before its first reconcile, so that profiles applied together
+# (one `kubectl apply -f dir/`) are all indexed before any of them decides it is alone.
+SETTLE_SECONDS = 1.0
 
 
 class IndexedWorld:
@@ -78,14 +81,16 @@ def register(
         return {namespace or "": _record(body)}
 
     @kopf.on.event("apps", "v1", "deployments", registry=registry)
-    def deployment_event(namespace: str | None, **_: Any) -> None:
+    async def deployment_event(namespace: str | None, **_: Any) -> None:
         for profile in world.profiles(namespace or ""):
             queue.add((profile.namespace, profile.name))
 
     @kopf.on.event(API_GROUP, API_VERSION, PLURAL, registry=registry)
-    def profile_event(type: str | None, namespace: str | None, name: str | None, **_: Any) -> None:
+    async def profile_event(type: str | None, namespace: str | None, name: str | None, **_: Any) -> None:
         key = (namespace or "", name or "")
         if type == "DELETED":
             reconciler.forget(*key)
+        elif type in (None, "ADDED"):
+            queue.hold(key, SETTLE_SECONDS)
         else:
             queue.add(key)

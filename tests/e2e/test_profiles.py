@@ -1,0 +1,406 @@
+"""End to end: the real operator, the real control plane, kubectl as the client."""
+
+from __future__ import annotations
+
+import json
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from tests.conftest import ROOT, Kube
+from tests.e2e.conftest import MAX_CORRECTIONS, RESYNC_SECONDS, Operator, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def _docs(path: Path, namespace: str) -> list[dict[str, Any]]:
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    for doc in docs:
+        doc["metadata"]["namespace"] = namespace
+    return docs
+
+
+def _apply(kube: Kube, docs: list[dict[str, Any]], *extra: str) -> None:
+    kube.apply(yaml.safe_dump_all(docs), *extra)
+
+
+def deployment(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
+    result: dict[str, Any] = kube.json("get", "deployment", name, "-n", namespace, "--show-managed-fields")
+    return result
+
+
+def profile(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
+    result: dict[str, Any] = kube.json("get", "serviceprofile", name, "-n", namespace)
+    return result
+
+
+def condition(sp: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next((c for c in sp.get("status", {}).get("conditions", []) if c["type"] == type_), {})
+
+
+def target(sp: dict[str, Any], name: str) -> dict[str, Any]:
+    return next((t for t in sp.get("status", {}).get("targets", []) if t["name"] == name), {})
+
+
+def target_in(kube: Kube, namespace: str, sp: str, name: str, state: str) -> dict[str, Any] | None:
+    """The target entry once it reaches ``state``, else None (for ``wait_for``)."""
+    t = target(profile(kube, namespace, sp), name)
+    return t if t.get("state") == state else None
+
+
+def container(dep: dict[str, Any], name: str = "app") -> dict[str, Any]:
+    found: dict[str, Any] = next(
+        c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == name
+    )
+    return found
+
+
+def replicasets(kube: Kube, namespace: str, owner: str) -> list[dict[str, Any]]:
+    items = kube.json("get", "replicasets", "-n", namespace)["items"]
+    return [rs for rs in items if any(o["name"] == owner for o in rs["metadata"].get("ownerReferences", []))]
+
+
+def simple_deployment(namespace: str, name: str = "api", **template_spec: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "containers": [
+            {
+                "name": "app",
+                "image": "registry.example/api:1",
+                "ports": [
+                    {"name": "http", "containerPort": 8080},
+                    {"name": "metrics", "containerPort": 9090},
+                ],
+            }
+        ],
+        **template_spec,
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app.kubernetes.io/name": name}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+            "template": {"metadata": {"labels": {"app.kubernetes.io/name": name}}, "spec": spec},
+        },
+    }
+
+
+def simple_profile(namespace: str, name: str = "api", selects: str = "api", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "readiness.dev/v1alpha1",
+        "kind": "ServiceProfile",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"selector": {"matchLabels": {"app.kubernetes.io/name": selects}}, **spec},
+    }
+
+
+PROBES = {"port": "http", "readiness": {"type": "httpGet", "path": "/ready", "periodSeconds": 5}}
+
+
+def test_examples_reach_compliance_with_one_rollout_each(
+    kube: Kube, namespace: str, operator: Operator
+) -> None:
+    deployments = _docs(ROOT / "examples" / "10-deployments.yaml", namespace)
+    _apply(kube, deployments)
+    for dep in deployments:
+        kube.run(
+            "rollout", "status", "-n", namespace, f"deployment/{dep['metadata']['name']}", "--timeout=90s"
+        )
+    _apply(kube, _docs(ROOT / "examples" / "20-profiles.yaml", namespace))
+
+    kube.run(
+        "wait",
+        "-n",
+        namespace,
+        "--for=condition=Compliant",
+        "serviceprofile/checkout",
+        "serviceprofile/payments",
+        "--timeout=90s",
+    )
+    for dep in deployments:
+        name = dep["metadata"]["name"]
+        kube.run("rollout", "status", "-n", namespace, f"deployment/{name}", "--timeout=90s")
+        live = deployment(kube, namespace, name)
+        assert live["metadata"]["generation"] == 2, f"{name}: exactly one write that changed the template"
+        assert len(replicasets(kube, namespace, name)) == 2, f"{name}: exactly one new ReplicaSet"
+        assert live["status"]["readyReplicas"] == dep["spec"]["replicas"]
+
+    checkout = profile(kube, namespace, "checkout")
+    assert checkout["status"]["summary"] == {"matched": 2, "compliant": 2, "score": 100}
+    assert condition(checkout, "Ready")["status"] == "True"
+    assert condition(checkout, "Conflicted")["status"] == "False"
+    api = container(deployment(kube, namespace, "checkout-api"))
+    assert api["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http", "scheme": "HTTP"}
+    assert api["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
+    assert api["lifecycle"]["preStop"] == {"sleep": {"seconds": 5}}
+    env = {e["name"]: e.get("value") for e in api["env"]}
+    assert env["OTEL_RESOURCE_ATTRIBUTES"] == (
+        f"team=checkout,k8s.namespace.name={namespace},k8s.deployment.name=checkout-api,"
+        "k8s.pod.name=$(OTEL_K8S_POD_NAME)"
+    ), "appended to the team's own value"
+    assert env["OTEL_SERVICE_NAME"] == "checkout"
+    assert env["GOMEMLIMIT"] == str(int(256 * 2**20 * 0.9))
+    template = deployment(kube, namespace, "checkout-api")["spec"]["template"]
+    assert template["spec"]["terminationGracePeriodSeconds"] == 30
+    assert template["metadata"]["annotations"]["prometheus.io/port"] == "9090"
+    payments = container(deployment(kube, namespace, "payments"))
+    assert payments["livenessProbe"]["grpc"]["port"] == 50051
+    assert {e["name"]: e.get("value") for e in payments["env"]}["LOG_LEVEL"] == "debug", "user value kept"
+    assert "env" not in container(deployment(kube, namespace, "payments"), "envoy"), (
+        "unmanaged container untouched"
+    )
+    rollouts = {t["name"]: t["rollout"] for t in checkout["status"]["targets"]}
+    assert set(rollouts) == {"checkout-api", "checkout-worker"}
+
+    # A second pass and a resync write nothing: no generation, no resourceVersion change.
+    before = {
+        d["metadata"]["name"]: deployment(kube, namespace, d["metadata"]["name"])["metadata"]
+        for d in deployments
+    }
+    kube.run("annotate", "-n", namespace, "serviceprofile/checkout", "serviceprofile/payments", "touched=yes")
+    time.sleep(RESYNC_SECONDS * 2 + 1)
+    for name, meta in before.items():
+        now = deployment(kube, namespace, name)["metadata"]
+        assert (now["generation"], now["resourceVersion"]) == (meta["generation"], meta["resourceVersion"]), (
+            name
+        )
+
+    events = kube.json("get", "events", "-n", namespace, "--field-selector", "reason=ProfileApplied")["items"]
+    applied = sorted(e["involvedObject"]["name"] for e in events)
+    assert applied == sorted(d["metadata"]["name"] for d in deployments)
+
+
+def test_drift_is_corrected(kube: Kube, namespace: str, operator: Operator) -> None:
+    _apply(kube, [simple_deployment(namespace), simple_profile(namespace, probes=PROBES)])
+    kube.run("wait", "-n", namespace, "--for=condition=Compliant", "serviceprofile/api", "--timeout=60s")
+    generation = deployment(kube, namespace, "api")["metadata"]["generation"]
+    kube.run(
+        "patch",
+        "-n",
+        namespace,
+        "deployment/api",
+        "--type=json",
+        "-p",
+        '[{"op": "remove", "path": "/spec/template/spec/containers/0/readinessProbe"}]',
+    )
+    restored = wait_for(
+        lambda: container(deployment(kube, namespace, "api")).get("readinessProbe"), what="probe restored"
+    )
+    assert restored["httpGet"]["path"] == "/ready"
+    assert deployment(kube, namespace, "api")["metadata"]["generation"] == generation + 2
+
+
+def test_conflict_is_reported_not_taken_then_force_takes_it(
+    kube: Kube, namespace: str, operator: Operator
+) -> None:
+    dep = simple_deployment(namespace)
+    dep["spec"]["template"]["spec"]["containers"][0]["readinessProbe"] = {
+        "httpGet": {"path": "/custom", "port": "http"},
+        "periodSeconds": 5,
+    }
+    _apply(kube, [dep])
+    resources = {"requests": {"cpu": "50m"}}
+    _apply(kube, [simple_profile(namespace, probes=PROBES, resources=resources)])
+
+    t = wait_for(partial(target_in, kube, namespace, "api", "api", "Conflicted"), what="target Conflicted")
+    assert {
+        "manager": "kubectl-client-side-apply",
+        "field": "spec.template.spec.containers[app].readinessProbe.httpGet.path",
+    } in t["conflicts"]
+    assert condition(profile(kube, namespace, "api"), "Conflicted")["status"] == "True"
+    live = container(deployment(kube, namespace, "api"))
+    assert live["readinessProbe"]["httpGet"]["path"] == "/custom", "not taken"
+    assert live["resources"]["requests"]["cpu"] == "50m", "the fields nobody else owns are still applied"
+    warnings = kube.json(
+        "get", "events", "-n", namespace, "--field-selector", "type=Warning,reason=Conflicted"
+    )
+    assert warnings["items"], "a person is told"
+
+    kube.run(
+        "patch",
+        "-n",
+        namespace,
+        "serviceprofile/api",
+        "--type=merge",
+        "-p",
+        '{"spec":{"conflictPolicy":"Force"}}',
+    )
+    kube.run("wait", "-n", namespace, "--for=condition=Compliant", "serviceprofile/api", "--timeout=60s")
+    assert container(deployment(kube, namespace, "api"))["readinessProbe"]["httpGet"]["path"] == "/ready"
+
+
+def test_audit_writes_nothing_and_reports_the_same_violations(
+    kube: Kube, namespace: str, operator: Operator
+) -> None:
+    _apply(
+        kube,
+        [
+            simple_deployment(namespace),
+            simple_profile(
+                namespace,
+                mode="Audit",
+                probes=PROBES,
+                resources={"limits": {"memory": "64Mi"}},
+            ),
+        ],
+    )
+
+    def audited() -> dict[str, Any] | None:
+        t = target(profile(kube, namespace, "api"), "api")
+        return t if t.get("violations") else None
+
+    t = wait_for(audited, what="audit report")
+    checks = sorted(v["check"] for v in t["violations"])
+    assert checks == ["probes.readiness.missing", "resources.limits.memory.missing"]
+    assert t["state"] == "Violating"
+    assert t["compliant"] is False
+    assert condition(profile(kube, namespace, "api"), "Compliant")["reason"] == "ViolationsFound"
+    time.sleep(RESYNC_SECONDS + 1)
+    live = deployment(kube, namespace, "api")
+    assert live["metadata"]["generation"] == 1
+    assert "readiness-operator" not in {m["manager"] for m in live["metadata"]["managedFields"]}
+
+
+def test_two_profiles_selecting_one_deployment_are_ambiguous(
+    kube: Kube, namespace: str, operator: Operator
+) -> None:
+    _apply(
+        kube,
+        [
+            simple_deployment(namespace),
+            simple_profile(namespace, "first", probes=PROBES),
+            simple_profile(namespace, "second", resources={"limits": {"memory": "64Mi"}}),
+        ],
+    )
+    for name in ("first", "second"):
+        t = wait_for(partial(target_in, kube, namespace, name, "api", "Ambiguous"), what=f"{name} Ambiguous")
+        assert "also selected by ServiceProfile" in t["message"]
+        assert condition(profile(kube, namespace, name), "Conflicted")["reason"] == "Ambiguous"
+    assert deployment(kube, namespace, "api")["metadata"]["generation"] == 1
+
+
+def test_profile_reaches_only_its_namespace(kube: Kube, namespace: str, operator: Operator) -> None:
+    other = f"{namespace}-b"[:63]
+    kube.run("create", "namespace", other)
+    try:
+        _apply(kube, [simple_deployment(other), simple_profile(namespace, probes=PROBES)])
+        kube.run("wait", "-n", namespace, "--for=condition=Compliant", "serviceprofile/api", "--timeout=60s")
+        assert profile(kube, namespace, "api")["status"]["summary"]["matched"] == 0
+        assert condition(profile(kube, namespace, "api"), "Compliant")["reason"] == "NoTargets"
+        assert deployment(kube, other, "api")["metadata"]["generation"] == 1
+    finally:
+        kube.run("delete", "namespace", other, "--wait=false", check=False)
+
+
+def test_invalid_profiles_are_rejected_at_admission(kube: Kube, namespace: str, crd: None) -> None:
+    bad = simple_profile(
+        namespace,
+        probes={"port": "http", "liveness": {"type": "httpGet", "path": "healthz"}},
+        resources={"requests": {"memory": "1Gi"}, "limits": {"memory": "512Mi"}},
+        shutdown={"terminationGracePeriodSeconds": 5, "preStopSleepSeconds": 5},
+        tracing={"endpoint": "http://collector:4317", "samplerArg": "1.5"},
+    )
+    bad["spec"]["selector"] = {}
+    result = kube.run("apply", "-f", "-", input_text=yaml.safe_dump(bad), check=False)
+    assert result.returncode != 0
+    for message in (
+        "selector must not be empty",
+        "must be an absolute HTTP path starting with '/'",
+        "requests.memory must not exceed limits.memory",
+        "terminationGracePeriodSeconds must be longer than preStopSleepSeconds",
+        "samplerArg must be a number between 0 and 1",
+    ):
+        assert message in result.stderr, message
+    typo = simple_profile(namespace, mode="enforce")
+    assert (
+        'Unsupported value: "enforce"'
+        in kube.run("apply", "-f", "-", input_text=yaml.safe_dump(typo), check=False).stderr
+    )
+
+
+def test_unknown_port_is_a_condition_and_the_deployment_is_untouched(
+    kube: Kube, namespace: str, operator: Operator
+) -> None:
+    _apply(
+        kube,
+        [
+            simple_deployment(namespace),
+            simple_profile(
+                namespace,
+                probes={"port": "healthz", "liveness": {"type": "httpGet", "path": "/healthz"}},
+                resources={"limits": {"memory": "64Mi"}},
+            ),
+        ],
+    )
+    degraded = wait_for(
+        lambda: (
+            condition(profile(kube, namespace, "api"), "Degraded").get("status") == "True"
+            and condition(profile(kube, namespace, "api"), "Degraded")
+        ),
+        what="Degraded",
+    )
+    assert degraded["reason"] == "InvalidReference"
+    assert "probe port 'healthz' is not a port of container app" in degraded["message"]
+    assert condition(profile(kube, namespace, "api"), "Ready")["status"] == "False"
+    assert target(profile(kube, namespace, "api"), "api")["state"] == "Invalid"
+    assert deployment(kube, namespace, "api")["metadata"]["generation"] == 1
+
+
+def test_no_framework_footprint_and_deletion_leaves_deployments_alone(
+    kube: Kube, namespace: str, operator: Operator
+) -> None:
+    _apply(kube, [simple_deployment(namespace), simple_profile(namespace, probes=PROBES)])
+    kube.run("wait", "-n", namespace, "--for=condition=Compliant", "serviceprofile/api", "--timeout=60s")
+    for obj in (deployment(kube, namespace, "api"), profile(kube, namespace, "api")):
+        meta = obj["metadata"]
+        assert not [k for k in meta.get("annotations", {}) if "kopf.zalando.org" in k], meta.get(
+            "annotations"
+        )
+        assert not meta.get("finalizers"), meta.get("finalizers")
+    before = deployment(kube, namespace, "api")["metadata"]
+    kube.run("delete", "-n", namespace, "serviceprofile/api", "--timeout=30s")
+    time.sleep(RESYNC_SECONDS + 1)
+    after = deployment(kube, namespace, "api")
+    assert after["metadata"]["generation"] == before["generation"]
+    assert container(after)["readinessProbe"]["httpGet"]["path"] == "/ready", "no surprise rollout"
+
+
+def test_a_manager_that_keeps_reverting_is_not_fought_forever(
+    kube: Kube, namespace: str, operator: Operator
+) -> None:
+    _apply(
+        kube, [simple_deployment(namespace), simple_profile(namespace, probes=PROBES, conflictPolicy="Force")]
+    )
+    kube.run("wait", "-n", namespace, "--for=condition=Compliant", "serviceprofile/api", "--timeout=60s")
+    revert = '{"spec":{"template":{"spec":{"containers":[{"name":"app","readinessProbe":{"httpGet":{"path":"/bot"}}}]}}}}'
+
+    def path() -> str:
+        return str(container(deployment(kube, namespace, "api"))["readinessProbe"]["httpGet"]["path"])
+
+    for _ in range(MAX_CORRECTIONS):
+        kube.run("patch", "-n", namespace, "deployment/api", "-p", revert, "--field-manager=gitops-bot")
+        wait_for(lambda: path() == "/ready", what="corrected")
+    kube.run("patch", "-n", namespace, "deployment/api", "-p", revert, "--field-manager=gitops-bot")
+    t = wait_for(partial(target_in, kube, namespace, "api", "api", "Conflicted"), what="left alone")
+    assert "gitops-bot" in t["message"]
+    time.sleep(RESYNC_SECONDS + 1)
+    assert path() == "/bot", "no longer fought"
+
+
+def test_status_writes_stop_when_nothing_moves(kube: Kube, namespace: str, operator: Operator) -> None:
+    _apply(kube, [simple_deployment(namespace), simple_profile(namespace, probes=PROBES)])
+    kube.run("wait", "-n", namespace, "--for=condition=Compliant", "serviceprofile/api", "--timeout=60s")
+    kube.run("rollout", "status", "-n", namespace, "deployment/api", "--timeout=60s")
+    wait_for(
+        lambda: target(profile(kube, namespace, "api"), "api").get("rollout") == "Complete", what="rollout"
+    )
+    rv = profile(kube, namespace, "api")["metadata"]["resourceVersion"]
+    transition = condition(profile(kube, namespace, "api"), "Compliant")["lastTransitionTime"]
+    time.sleep(RESYNC_SECONDS * 2 + 1)
+    sp = profile(kube, namespace, "api")
+    assert sp["metadata"]["resourceVersion"] == rv, json.dumps(sp["status"])
+    assert condition(sp, "Compliant")["lastTransitionTime"] == transition
