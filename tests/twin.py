@@ -1,0 +1,178 @@
+"""An in-memory twin of the Kubernetes API, just enough server-side apply for the reconciler.
+
+It merges apply configurations (lists keyed by name), records managedFields, refuses to change
+a field another manager owns unless forced, bumps generation only when the spec changes, and
+counts every request, so tests can assert "zero needless writes".
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from readiness.engine import DeploymentView
+from readiness.engine.fields import flatten, is_missing, lookup
+from readiness.k8s import ApiError, FieldCause, ObjectRef
+from readiness.reconcile import ProfileRecord
+
+
+def fields_of(body: Mapping[str, Any]) -> dict[str, Any]:
+    """fieldsV1 of an apply configuration, as the apiserver records it."""
+    out: dict[str, Any] = {}
+    for name, value in body.items():
+        if name in ("apiVersion", "kind", "metadata"):
+            continue
+        if isinstance(value, Mapping):
+            out[f"f:{name}"] = fields_of(value) if value else {}
+        elif isinstance(value, list) and value and all(isinstance(v, Mapping) and "name" in v for v in value):
+            items: dict[str, Any] = {}
+            for item in value:
+                key = "k:" + json.dumps({"name": item["name"]}, separators=(",", ":"))
+                items[key] = {".": {}, **fields_of(item)}
+            out[f"f:{name}"] = items
+        else:
+            out[f"f:{name}"] = {}
+    return out
+
+
+def _merge(live: Any, patch: Any) -> Any:
+    if isinstance(live, Mapping) and isinstance(patch, Mapping):
+        merged = dict(live)
+        for k, v in patch.items():
+            merged[k] = _merge(live.get(k), v) if k in live else copy.deepcopy(v)
+        return merged
+    if (
+        isinstance(live, list)
+        and isinstance(patch, list)
+        and all(isinstance(p, Mapping) and "name" in p for p in patch)
+    ):
+        by_name = {item.get("name"): item for item in live}
+        merged_list = [
+            _merge(by_name[p["name"]], p) if p["name"] in by_name else copy.deepcopy(p) for p in patch
+        ]
+        patched = {p["name"] for p in patch}
+        return [item for item in live if item.get("name") not in patched] + merged_list
+    return copy.deepcopy(patch)
+
+
+@dataclass
+class Twin:
+    deployments: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    profiles: dict[tuple[str, str], ProfileRecord] = field(default_factory=dict)
+    applies: list[tuple[str, bool]] = field(default_factory=list)
+    status_patches: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+    fail_next: ApiError | None = None
+    _rv: int = 100
+
+    # ---- World ----
+    def profile(self, namespace: str, name: str) -> ProfileRecord | None:
+        return self.profiles.get((namespace, name))
+
+    def profiles_in(self, namespace: str) -> Sequence[ProfileRecord]:
+        return [p for (ns, _), p in self.profiles.items() if ns == namespace]
+
+    def deployments_in(self, namespace: str) -> Sequence[DeploymentView]:
+        return [DeploymentView.from_body(d) for (ns, _), d in self.deployments.items() if ns == namespace]
+
+    # ---- setup ----
+    def add_deployment(self, body: dict[str, Any], manager: str = "kubectl-client-side-apply") -> None:
+        body = copy.deepcopy(body)
+        meta = body["metadata"]
+        meta.setdefault("generation", 1)
+        meta["resourceVersion"] = self._next_rv()
+        meta["managedFields"] = [{"manager": manager, "operation": "Update", "fieldsV1": fields_of(body)}]
+        body.setdefault(
+            "status", {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 1}
+        )
+        self.deployments[(meta["namespace"], meta["name"])] = body
+
+    def add_profile(self, namespace: str, name: str, spec: dict[str, Any], generation: int = 1) -> None:
+        old = self.profiles.get((namespace, name))
+        self.profiles[(namespace, name)] = ProfileRecord(
+            namespace=namespace,
+            name=name,
+            uid=f"uid-{name}",
+            generation=generation,
+            spec=spec,
+            status=dict(old.status) if old else {},
+        )
+
+    def _next_rv(self) -> str:
+        self._rv += 1
+        return str(self._rv)
+
+    # ---- Cluster ----
+    async def apply_deployment(self, body: Mapping[str, Any], *, force: bool) -> dict[str, Any]:
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        self.applies.append((key[1], force))
+        if self.fail_next is not None:
+            error, self.fail_next = self.fail_next, None
+            raise error
+        live = self.deployments[key]
+        wanted = fields_of(body)
+        if not force:
+            causes: list[FieldCause] = []
+            for entry in live["metadata"]["managedFields"]:
+                if entry["manager"] == "readiness-operator":
+                    continue
+                theirs = set(flatten(entry["fieldsV1"]))
+                causes += [
+                    FieldCause(field=".".join(path), message="conflict", manager=entry["manager"])
+                    for path in flatten(wanted)
+                    if path in theirs
+                    and not path[-1].startswith("k:")
+                    and not is_missing(lookup(live, path))
+                    and lookup(live, path) != lookup(body, path)
+                ]
+            if causes:
+                raise ApiError(409, "Conflict", "Apply failed with conflicts", causes)
+        merged = _merge({k: v for k, v in live.items() if k != "metadata"}, {"spec": body.get("spec", {})})
+        meta = live["metadata"]
+        if merged["spec"] != live["spec"]:
+            meta["generation"] += 1
+        changed = merged["spec"] != live["spec"] or not any(
+            m["manager"] == "readiness-operator" for m in meta["managedFields"]
+        )
+        merged["metadata"] = meta
+        meta["managedFields"] = [m for m in meta["managedFields"] if m["manager"] != "readiness-operator"] + [
+            {"manager": "readiness-operator", "operation": "Apply", "fieldsV1": wanted}
+        ]
+        if changed:
+            meta["resourceVersion"] = self._next_rv()
+        self.deployments[key] = merged
+        return copy.deepcopy(merged)
+
+    async def patch_profile_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        self.status_patches.append((name, dict(status)))
+        record = self.profiles[(namespace, name)]
+        self.profiles[(namespace, name)] = ProfileRecord(
+            namespace=record.namespace,
+            name=record.name,
+            uid=record.uid,
+            generation=record.generation,
+            spec=record.spec,
+            status=dict(status),
+        )
+
+    async def post_event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
+        self.events.append((ref.name, type_, reason))
+
+
+class TwinWorld:
+    """The reconciler's World view of the twin."""
+
+    def __init__(self, twin: Twin) -> None:
+        self.twin = twin
+
+    def profile(self, namespace: str, name: str) -> ProfileRecord | None:
+        return self.twin.profile(namespace, name)
+
+    def profiles(self, namespace: str) -> Sequence[ProfileRecord]:
+        return self.twin.profiles_in(namespace)
+
+    def deployments(self, namespace: str) -> Sequence[DeploymentView]:
+        return self.twin.deployments_in(namespace)
