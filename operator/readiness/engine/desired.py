@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import FIELD_MANAGER
 from ..models.profile import ProbeSpec, ServiceProfileSpec
-from .fields import POD_SPEC, TEMPLATE, FieldPath, container, key, owned, owners
+from .fields import POD_SPEC, TEMPLATE, FieldPath, container, key, owners
 from .quantity import QuantityError, ceil_cores, parse_quantity
 from .view import DeploymentView
 
@@ -109,9 +109,7 @@ def _user_owned(view: DeploymentView, path: FieldPath, present: bool) -> bool:
     """A variable is the user's when it exists and is not ours alone."""
     if not present:
         return False
-    ours = any(
-        e.manager == FIELD_MANAGER and any(p[: len(path)] == path for p in owned(e)) for e in view.managed
-    )
+    ours = any(e.manager == FIELD_MANAGER and path in e.covered for e in view.managed)
     return not ours or bool(owners(view, path, exclude=FIELD_MANAGER))
 
 

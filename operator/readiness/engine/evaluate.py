@@ -60,20 +60,20 @@ def _same(path: FieldPath, live: Any, want: Any) -> bool:
     return bool(live == want)
 
 
-def _violation(fragment: Fragment, doc: Mapping[str, Any], diffs: list[FieldPath]) -> Violation:
-    found = [lookup(doc, p) for p, _ in fragment.leaves]
+def _violation(fragment: Fragment, current: Mapping[FieldPath, Any], diffs: list[FieldPath]) -> Violation:
+    found = [current[p] for p, _ in fragment.leaves]
     if fragment.check == "shutdown.grace":
-        current = found[0] if not is_missing(found[0]) and found[0] is not None else 30
+        grace = found[0] if not is_missing(found[0]) and found[0] is not None else 30
         wanted = fragment.leaves[0][1]
-        suffix = "too-short" if int(current) < int(wanted) else "mismatch"
+        suffix = "too-short" if int(grace) < int(wanted) else "mismatch"
         return Violation(
             check=f"shutdown.grace.{suffix}",
             field=fragment.field,
-            message=f"terminationGracePeriodSeconds is {current}; the profile wants {wanted}",
+            message=f"terminationGracePeriodSeconds is {grace}; the profile wants {wanted}",
         )
     absent = all(is_missing(v) for v in found)
-    missing = [_short(fragment, p) for p in diffs if is_missing(lookup(doc, p))]
-    differ = [_short(fragment, p) for p in diffs if not is_missing(lookup(doc, p))]
+    missing = [_short(fragment, p) for p in diffs if is_missing(current[p])]
+    differ = [_short(fragment, p) for p in diffs if not is_missing(current[p])]
     detail = (
         "missing"
         if absent
@@ -118,19 +118,20 @@ def evaluate(
     blocked: list[str] = []
     force = policy == "Force"
     for fragment in result.fragments:
-        diffs = [p for p, want in fragment.leaves if not _same(p, lookup(doc, p), want)]
+        current = {p: lookup(doc, p) for p, _ in fragment.leaves}
+        diffs = [p for p, want in fragment.leaves if not _same(p, current[p], want)]
         hard = _handler_conflicts(fragment, doc, view)
-        takeable = {p for p in diffs if p in fragment.appendable or _api_default(p, lookup(doc, p))}
+        takeable = {p for p in diffs if p in fragment.appendable or _api_default(p, current[p])}
         soft = [
             Conflict(manager=m, field=human(p))
             for p in diffs
-            if not is_missing(lookup(doc, p)) and p not in takeable
+            if not is_missing(current[p]) and p not in takeable
             for m in owners(view, p, exclude=FIELD_MANAGER)
         ]
         if any(owners(view, p, exclude=FIELD_MANAGER) for p in takeable):
             force = True  # an appended value or an API default: taking the field loses no one's choice
         if diffs:
-            violations.append(_violation(fragment, doc, diffs))
+            violations.append(_violation(fragment, current, diffs))
         if hard or (soft and policy == "Report"):
             conflicts.extend(hard or soft)
             blocked.append(fragment.check)

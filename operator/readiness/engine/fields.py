@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping
+from functools import lru_cache
 from typing import Any
 
 from .view import DeploymentView, ManagedEntry
@@ -51,7 +52,7 @@ def owners(view: DeploymentView, path: FieldPath, exclude: str) -> list[str]:
     for entry in view.managed:
         if entry.manager == exclude or entry.subresource:
             continue
-        if any(p[: len(path)] == path for p in owned(entry)) and entry.manager not in found:
+        if path in entry.covered and entry.manager not in found:
             found.append(entry.manager)
     return found
 
@@ -74,6 +75,11 @@ def lookup(document: Mapping[str, Any], path: Iterable[str]) -> Any:
         else:
             return _MISSING
     return node
+
+
+@lru_cache(maxsize=4096)
+def _decode(element: str) -> tuple[tuple[str, Any], ...]:
+    return tuple(json.loads(element[2:]).items())
 
 
 def is_missing(value: Any) -> bool:

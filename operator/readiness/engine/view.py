@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 
@@ -16,6 +17,22 @@ class ManagedEntry:
     fields: Mapping[str, Any]
     subresource: str = ""
     time: str = ""
+
+    @cached_property
+    def covered(self) -> frozenset[tuple[str, ...]]:
+        """Every owned path and all of their prefixes: "owns X or something below X" in O(1)."""
+        out: set[tuple[str, ...]] = set()
+        stack: list[tuple[tuple[str, ...], Mapping[str, Any]]] = [((), self.fields)]
+        while stack:
+            prefix, node = stack.pop()
+            for name, child in node.items():
+                if name == ".":
+                    continue
+                path = (*prefix, name)
+                out.add(path)
+                if isinstance(child, Mapping) and child:
+                    stack.append((path, child))
+        return frozenset(out)
 
 
 @dataclass(frozen=True)
