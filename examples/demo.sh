@@ -6,19 +6,7 @@ cd "$(dirname "$0")/.."
 export KUBECONFIG=$PWD/.testbed/kubeconfig
 k() { .testbed/bin/kubectl "$@"; }
 show() {  # the parts of a pod template the profile is about
-  k get deployment "$1" -n shop -o json | .venv/bin/python -c '
-import json, sys
-d = json.load(sys.stdin)
-t = d["spec"]["template"]
-print("generation:", d["metadata"]["generation"], " annotations:", json.dumps(t["metadata"].get("annotations", {})))
-print("terminationGracePeriodSeconds:", t["spec"].get("terminationGracePeriodSeconds"))
-for c in t["spec"]["containers"]:
-    print(f"container {c[\"name\"]}:")
-    for key in ("livenessProbe", "readinessProbe", "startupProbe", "resources", "lifecycle"):
-        print(f"  {key}: {json.dumps(c.get(key))}")
-    for e in c.get("env", []):
-        print(f"  env {e[\"name\"]}={e.get(\"value\", json.dumps(e.get(\"valueFrom\")))}")
-'
+  k get deployment "$1" -n shop -o json | .venv/bin/python examples/show.py
 }
 
 k apply -f examples/00-namespace.yaml -f examples/10-deployments.yaml >/dev/null
