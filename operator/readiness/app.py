@@ -96,8 +96,17 @@ async def operate(settings: Settings) -> None:
         resync.stop()
         await workers.stop(settings.shutdown_seconds)
 
+    async def readiness() -> str | None:
+        if not ready.is_set():
+            return "starting: watches not established yet"
+        if not await cluster.crd_established():
+            return f"CRD serviceprofiles.{API_GROUP} is not installed or not established"
+        return None
+
     resync = Resync(world, queue, settings.resync_seconds)
-    servers = Servers(metrics, ready, health_port=settings.health_port, metrics_port=settings.metrics_port)
+    servers = Servers(
+        metrics, readiness, health_port=settings.health_port, metrics_port=settings.metrics_port
+    )
     await servers.start()
     log.info(
         "operator_starting",
@@ -111,7 +120,7 @@ async def operate(settings: Settings) -> None:
             registry=registry,
             settings=kopf_settings(settings),
             clusterwide=not settings.namespaces,
-            namespaces=settings.namespaces,
+            namespaces=[settings.namespaces] if settings.namespaces else [],
             standalone=not settings.peering,
             peering_name=settings.peering or None,
             ready_flag=ready,

@@ -5,6 +5,16 @@ from __future__ import annotations
 import click
 
 from . import __version__
+from .settings import Settings
+
+
+def _settings_help() -> str:
+    # "\b" keeps click from re-wrapping the table.
+    lines = ["\b", "Settings, from the environment (validated at start-up; a bad value stops with one line):"]
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        lines.append(f"  READINESS_{name.upper():<34} default {default!r:<8} {field.description}")
+    return "\n".join(lines)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -13,7 +23,7 @@ def main() -> None:
     """readiness-operator: makes Deployments production-ready and keeps them so."""
 
 
-@main.command()
+@main.command(epilog=_settings_help())
 def run() -> None:
     """Run the operator against the cluster of KUBECONFIG (or the in-cluster config)."""
     from .app import run_operator

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
+import time
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .metrics import Metrics
 
+Check = Callable[[], Awaitable[str | None]]
+
 
 class Servers:
-    def __init__(self, metrics: Metrics, ready: asyncio.Event, health_port: int, metrics_port: int) -> None:
+    """``readiness`` returns None when ready, else why not; its answer is cached briefly so
+    that frequent probes do not turn into a stream of API calls."""
+
+    def __init__(self, metrics: Metrics, readiness: Check, health_port: int, metrics_port: int) -> None:
         self._metrics = metrics
-        self._ready = ready
+        self._readiness = readiness
+        self._cached: tuple[float, str | None] = (0.0, "not checked yet")
         self._ports = (health_port, metrics_port)
         self._runners: list[web.AppRunner] = []
 
@@ -21,9 +28,13 @@ class Servers:
         return web.Response(text="ok\n")
 
     async def _readyz(self, _: web.Request) -> web.Response:
-        if self._ready.is_set():
+        checked_at, reason = self._cached
+        if time.monotonic() - checked_at > 5 or reason is not None:
+            reason = await self._readiness()
+            self._cached = (time.monotonic(), reason)
+        if reason is None:
             return web.Response(text="ok\n")
-        return web.Response(status=503, text="watches not established\n")
+        return web.Response(status=503, text=f"{reason}\n")
 
     async def _scrape(self, _: web.Request) -> web.Response:
         body = generate_latest(self._metrics.registry)

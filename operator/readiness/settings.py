@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="READINESS_", frozen=True, extra="ignore")
 
-    namespaces: Annotated[list[str], NoDecode] = Field(
-        default_factory=list,
-        description="Comma-separated namespaces to watch; empty watches every namespace.",
+    namespaces: str = Field(
+        default="",
+        description="Namespaces to watch: comma-separated globs, '!' excludes (e.g. 'shop-*,!shop-dev'); "
+        "empty watches the whole cluster.",
     )
     resync_seconds: float = Field(
         default=300.0, ge=5, description="Periodic re-check of every profile, as a backstop to watches."
@@ -40,10 +41,3 @@ class Settings(BaseSettings):
     tracing_endpoint: str = Field(
         default="", description="OTLP endpoint for the operator's own traces; empty disables."
     )
-
-    @field_validator("namespaces", mode="before")
-    @classmethod
-    def _split(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [n.strip() for n in value.split(",") if n.strip()]
-        return value

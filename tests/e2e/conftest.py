@@ -65,6 +65,7 @@ def operator(kube: Kube, crd: None, testbed: Any) -> Iterator[Operator]:
         "KUBECONFIG": str(kube.kubeconfig),
         "READINESS_LOG_FORMAT": "json",
         "READINESS_LOG_LEVEL": "info",
+        "READINESS_NAMESPACES": "t-*",  # solo operators in other tests own their namespaces
         "READINESS_RESYNC_SECONDS": str(RESYNC_SECONDS),
         "READINESS_MAX_CORRECTIONS": str(MAX_CORRECTIONS),
         "READINESS_METRICS_PORT": str(metrics_port),

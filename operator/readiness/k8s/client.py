@@ -89,6 +89,7 @@ class KubernetesCluster:
         self._apps = k8s.AppsV1Api(api_client)
         self._custom = k8s.CustomObjectsApi(api_client)
         self._core = k8s.CoreV1Api(api_client)
+        self._crds = k8s.ApiextensionsV1Api(api_client)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="k8s-api")
         self._timeout = timeout
 
@@ -167,6 +168,24 @@ class KubernetesCluster:
             )
 
         await self._call(call)
+
+    async def crd_established(self) -> bool:
+        """True when the ServiceProfile CRD exists and the apiserver serves it."""
+
+        def call() -> bool:
+            response = self._crds.read_custom_resource_definition(
+                f"{PLURAL}.{API_GROUP}", _preload_content=False, _request_timeout=5
+            )
+            crd = json.loads(cast(Any, response).data)
+            return any(
+                c.get("type") == "Established" and c.get("status") == "True"
+                for c in crd.get("status", {}).get("conditions", [])
+            )
+
+        try:
+            return await self._call(call)
+        except ApiError:
+            return False
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,159 @@
+"""Operating the operator: health, metrics, graceful shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+from tests.conftest import Kube
+from tests.e2e.conftest import Operator, wait_for
+from tests.e2e.test_profiles import PROBES, simple_deployment, simple_profile
+
+pytestmark = pytest.mark.e2e
+
+
+def scrape(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return samples
+
+
+def test_health_endpoints(operator: Operator) -> None:
+    for path in ("/healthz", "/readyz"):
+        with urllib.request.urlopen(f"http://127.0.0.1:{operator.health_port}{path}", timeout=5) as response:
+            assert response.status == 200
+
+
+def test_metrics_describe_the_work_and_each_profile(kube: Kube, namespace: str, operator: Operator) -> None:
+    kube.apply(
+        yaml.safe_dump_all(
+            [
+                simple_deployment(namespace),
+                simple_profile(namespace, probes=PROBES, resources={"limits": {"memory": "64Mi"}}),
+                simple_deployment(namespace, "audited"),
+                simple_profile(namespace, "audit", selects="audited", mode="Audit", probes=PROBES),
+            ]
+        )
+    )
+    kube.run("wait", "-n", namespace, "--for=condition=Compliant", "serviceprofile/api", "--timeout=60s")
+
+    def audited() -> dict[str, list[tuple[dict[str, str], float]]] | None:
+        found = scrape(operator.metrics_port)
+        violations = [
+            (labels, value)
+            for labels, value in found.get("readiness_profile_violations", [])
+            if labels["namespace"] == namespace
+        ]
+        return found if violations else None
+
+    samples = wait_for(audited, what="violation series")
+    for name in (
+        "readiness_reconciles_total",
+        "readiness_reconcile_duration_seconds_bucket",
+        "readiness_deployment_applies_total",
+        "readiness_queue_depth",
+        "readiness_workers_busy",
+        "readiness_workers",
+        "readiness_status_writes_total",
+    ):
+        assert name in samples, name
+    mine = {
+        (labels["profile"], labels["state"]): value
+        for labels, value in samples["readiness_profile_targets"]
+        if labels["namespace"] == namespace
+    }
+    assert mine[("api", "Compliant")] == 1
+    assert mine[("audit", "Violating")] == 1
+    checks = {
+        labels["check"]: value
+        for labels, value in samples["readiness_profile_violations"]
+        if labels["namespace"] == namespace and labels["profile"] == "audit"
+    }
+    assert checks == {"probes.readiness.missing": 1}
+    applied = sum(
+        v for labels, v in samples["readiness_deployment_applies_total"] if labels["result"] == "applied"
+    )
+    assert applied >= 1
+
+    kube.run("delete", "-n", namespace, "serviceprofile/audit")
+
+    def forgotten() -> bool:
+        series = scrape(operator.metrics_port).get("readiness_profile_targets", [])
+        return not [
+            1 for labels, _ in series if labels["namespace"] == namespace and labels["profile"] == "audit"
+        ]
+
+    wait_for(forgotten, what="series of the deleted profile gone")
+
+
+@pytest.fixture
+def solo_namespace(kube: Kube) -> Iterator[str]:
+    """A namespace the session operator does not watch (it watches t-*)."""
+    name = f"solo-{uuid.uuid4().hex[:8]}"
+    kube.run("create", "namespace", name)
+    yield name
+    kube.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+def test_sigterm_finishes_in_flight_work_and_exits_cleanly(
+    kube: Kube, solo_namespace: str, crd: None
+) -> None:
+    count = 12
+    kube.apply(yaml.safe_dump_all([simple_deployment(solo_namespace, f"api-{i}") for i in range(count)]))
+    profile = simple_profile(solo_namespace, probes=PROBES, resources={"limits": {"memory": "64Mi"}})
+    profile["spec"]["selector"] = {
+        "matchExpressions": [{"key": "app.kubernetes.io/name", "operator": "Exists"}]
+    }
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kube.kubeconfig),
+        "READINESS_NAMESPACES": solo_namespace,
+        "READINESS_METRICS_PORT": "0",
+        "READINESS_HEALTH_PORT": "0",
+        "READINESS_WORKERS": "1",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "readiness", "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        time.sleep(4)  # started and watching
+        kube.apply(yaml.safe_dump(profile))
+
+        def applying() -> bool:
+            items = kube.json("get", "deployments", "-n", solo_namespace)["items"]
+            return any(d["metadata"]["generation"] > 1 for d in items)
+
+        wait_for(applying, timeout=30, what="first applies")
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=40)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output.decode()[-2000:]
+    log = output.decode()
+    assert '"event": "shutting_down"' in log
+    assert '"event": "operator_stopped"' in log
+    for dep in kube.json("get", "deployments", "-n", solo_namespace, "--show-managed-fields")["items"]:
+        container = dep["spec"]["template"]["spec"]["containers"][0]
+        ours = [m for m in dep["metadata"]["managedFields"] if m["manager"] == "readiness-operator"]
+        if ours:  # applied: all of it, in one write
+            assert dep["metadata"]["generation"] == 2
+            assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+            assert container["resources"]["limits"]["memory"] == "64Mi"
+        else:  # untouched: none of it
+            assert dep["metadata"]["generation"] == 1
+            assert "readinessProbe" not in container
+            assert not container.get("resources")
