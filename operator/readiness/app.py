@@ -20,6 +20,7 @@ from .metrics import Metrics
 from .reconcile import FightGuard, Reconciler
 from .serve import Servers
 from .settings import Settings
+from .tracing import configure_tracing, shutdown_tracing
 from .workqueue import Workers, WorkQueue
 
 log = structlog.get_logger("readiness.app")
@@ -156,4 +157,8 @@ class Resync:
 def run_operator() -> None:
     settings = load_settings()
     configure(settings.log_level, settings.log_format)
-    asyncio.run(operate(settings))
+    configure_tracing(settings.tracing_endpoint)
+    try:
+        asyncio.run(operate(settings))
+    finally:
+        shutdown_tracing()

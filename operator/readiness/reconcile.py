@@ -21,6 +21,7 @@ from .engine import DeploymentView, Evaluation, build_status, evaluate, matches,
 from .k8s import ApiError, Cluster, ObjectRef
 from .metrics import Metrics
 from .models import Conflict, ServiceProfileSpec, ServiceProfileStatus, Target, Violation
+from .tracing import tracer
 
 log = structlog.get_logger("readiness.reconcile")
 
@@ -129,6 +130,12 @@ class Reconciler:
         return view
 
     async def reconcile(self, namespace: str, name: str) -> Outcome:
+        with tracer().start_as_current_span(
+            "reconcile", attributes={"k8s.namespace.name": namespace, "readiness.profile": name}
+        ):
+            return await self._reconcile(namespace, name)
+
+    async def _reconcile(self, namespace: str, name: str) -> Outcome:
         started = self._monotonic()
         bound = log.bind(namespace=namespace, profile=name)
         outcome = Outcome()

@@ -39,5 +39,6 @@ class Settings(BaseSettings):
         default=20.0, ge=0, description="How long in-flight reconciles may finish after SIGTERM."
     )
     tracing_endpoint: str = Field(
-        default="", description="OTLP endpoint for the operator's own traces; empty disables."
+        default="",
+        description="OTLP/HTTP endpoint for the operator's own traces (e.g. http://collector:4318); empty disables.",
     )

@@ -157,3 +157,51 @@ def test_sigterm_finishes_in_flight_work_and_exits_cleanly(
             assert dep["metadata"]["generation"] == 1
             assert "readinessProbe" not in container
             assert not container.get("resources")
+
+
+def test_reconciles_are_traced_over_otlp(kube: Kube, solo_namespace: str, crd: None) -> None:
+    import http.server
+    import threading
+
+    received: list[bytes] = []
+
+    class Collector(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kube.kubeconfig),
+        "READINESS_NAMESPACES": solo_namespace,
+        "READINESS_METRICS_PORT": "0",
+        "READINESS_HEALTH_PORT": "0",
+        "READINESS_TRACING_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}",
+    }
+    kube.apply(
+        yaml.safe_dump_all([simple_deployment(solo_namespace), simple_profile(solo_namespace, probes=PROBES)])
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "readiness", "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        kube.run(
+            "wait", "-n", solo_namespace, "--for=condition=Compliant", "serviceprofile/api", "--timeout=60s"
+        )
+        process.send_signal(signal.SIGTERM)  # flushes the batch of spans on the way out
+        process.communicate(timeout=40)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        server.shutdown()
+    payload = b"".join(received)
+    for span in (b"reconcile", b"k8s.apply_deployment", b"k8s.patch_profile_status"):
+        assert span in payload, span
+    assert solo_namespace.encode() in payload, "spans carry the namespace"

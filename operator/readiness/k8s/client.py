@@ -22,6 +22,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
 from .. import API_GROUP, API_VERSION, FIELD_MANAGER, PLURAL
+from ..tracing import tracer
 from .errors import ApiError, FieldCause
 
 T = TypeVar("T")
@@ -92,13 +93,17 @@ class KubernetesCluster:
         self._crds = k8s.ApiextensionsV1Api(api_client)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="k8s-api")
         self._timeout = timeout
+        self._tracer = tracer()
 
-    async def _call(self, fn: Callable[[], T]) -> T:
+    async def _call(self, fn: Callable[[], T], name: str = "api") -> T:
         loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._pool, fn)
-        except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
-            raise _error(exc) from exc
+        with self._tracer.start_as_current_span(f"k8s.{name}") as span:
+            try:
+                return await loop.run_in_executor(self._pool, fn)
+            except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+                error = _error(exc)
+                span.set_attribute("http.response.status_code", error.status)
+                raise error from exc
 
     async def apply_deployment(self, body: Mapping[str, Any], *, force: bool) -> dict[str, Any]:
         meta = body["metadata"]
@@ -118,7 +123,7 @@ class KubernetesCluster:
             result: dict[str, Any] = json.loads(cast(Any, response).data)
             return result
 
-        return await self._call(call)
+        return await self._call(call, "apply_deployment")
 
     async def patch_profile_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         def call() -> None:
@@ -135,7 +140,7 @@ class KubernetesCluster:
                 _request_timeout=self._timeout,
             )
 
-        await self._call(call)
+        await self._call(call, "patch_profile_status")
 
     async def post_event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
         now = dt.datetime.now(dt.UTC)
@@ -167,7 +172,7 @@ class KubernetesCluster:
                 ref.namespace, cast(Any, event), _preload_content=False, _request_timeout=self._timeout
             )
 
-        await self._call(call)
+        await self._call(call, "post_event")
 
     async def crd_established(self) -> bool:
         """True when the ServiceProfile CRD exists and the apiserver serves it."""
@@ -183,7 +188,7 @@ class KubernetesCluster:
             )
 
         try:
-            return await self._call(call)
+            return await self._call(call, "read_crd")
         except ApiError:
             return False
 
