@@ -188,6 +188,14 @@ class Reconciler:
             previous=self._previous(record).conditions,
             now=self._clock(),
         )
+        if outcome.applied:
+            await self._event(
+                ObjectRef(f"{API_GROUP}/{API_VERSION}", KIND, namespace, name, record.uid),
+                "Normal",
+                "Applied",
+                f"applied to {', '.join(outcome.applied)}",
+                bound,
+            )
         await self._announce(record, status, bound)
         outcome.status_written = await self._write_status(record, status, bound)
         self._metrics.observe_profile(

@@ -56,7 +56,7 @@ async def test_one_apply_then_nothing(twin: Twin) -> None:
     assert twin.deployments[(NS, "api")]["metadata"]["generation"] == 2
     status = twin.profiles[(NS, "p")].status
     assert status["summary"] == {"matched": 1, "compliant": 1, "score": 100}
-    assert [e[2] for e in twin.events] == ["ProfileApplied"]
+    assert [(e[0], e[2]) for e in twin.events] == [("api", "ProfileApplied"), ("p", "Applied")]
 
     second = await r.reconcile(NS, "p")
     assert second.applied == []

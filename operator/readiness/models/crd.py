@@ -132,7 +132,7 @@ def build_crd() -> dict[str, Any]:
                 "plural": PLURAL,
                 "singular": KIND.lower(),
                 "shortNames": ["sp", "svcprofile"],
-                "categories": ["readiness", "all-profiles"],
+                "categories": ["readiness"],
             },
             "versions": [
                 {
