@@ -17,6 +17,7 @@ from .handlers import IndexedWorld, ProfileKey, register
 from .k8s import ApiError, KubernetesCluster, load_api_client
 from .logconfig import configure
 from .metrics import Metrics
+from .peering import PeeringGate, draw_priority, own_identity
 from .reconcile import FightGuard, Reconciler
 from .serve import Servers
 from .settings import Settings
@@ -37,7 +38,7 @@ def load_settings() -> Settings:
         raise SystemExit(2) from None
 
 
-def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
+def kopf_settings(settings: Settings, priority: int) -> kopf.OperatorSettings:
     ks = kopf.OperatorSettings()
     # Our own prefix for anything kopf stores on our own objects; never kopf.zalando.org.
     ks.persistence.finalizer = f"{API_GROUP}/finalizer"
@@ -52,6 +53,8 @@ def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
     if settings.peering:
         ks.peering.name = settings.peering
         ks.peering.clusterwide = not settings.namespaces
+        ks.peering.priority = priority
+        ks.peering.lifetime = settings.peering_lifetime_seconds
     ks.watching.server_timeout = 300
     ks.watching.client_timeout = 330
     ks.networking.request_timeout = 60
@@ -70,9 +73,19 @@ async def operate(settings: Settings) -> None:
         FightGuard(limit=settings.max_corrections, window=settings.correction_window_seconds),
     )
     queue: WorkQueue[ProfileKey] = WorkQueue(metrics)
+    priority = draw_priority(settings.peering_priority)
+    gate = PeeringGate(
+        (lambda scope: cluster.read_peering(settings.peering, scope)) if settings.peering else None,
+        me=own_identity(),
+        priority=priority,
+        clusterwide=not settings.namespaces,
+    )
 
     async def work(key: ProfileKey) -> bool:
         try:
+            if not await gate.active(key[0]):
+                return False  # another replica is active; it reconciles this profile
+
             outcome = await reconciler.reconcile(*key)
         except ApiError as error:
             log.warning("reconcile_failed", namespace=key[0], profile=key[1], error=str(error))
@@ -115,11 +128,13 @@ async def operate(settings: Settings) -> None:
         namespaces=settings.namespaces or "all",
         workers=settings.workers,
         peering=settings.peering or "standalone",
+        priority=priority,
+        identity=own_identity(),
     )
     try:
         await kopf.operator(
             registry=registry,
-            settings=kopf_settings(settings),
+            settings=kopf_settings(settings, priority),
             clusterwide=not settings.namespaces,
             namespaces=[settings.namespaces] if settings.namespaces else [],
             standalone=not settings.peering,

@@ -29,6 +29,14 @@ class Settings(BaseSettings):
     peering: str = Field(
         default="", description="kopf peering name for HA (needs the peering CRDs); empty runs standalone."
     )
+    peering_priority: int = Field(
+        default=0,
+        ge=0,
+        description="This replica's peering priority; 0 draws a random one so replicas never tie.",
+    )
+    peering_lifetime_seconds: int = Field(
+        default=30, ge=5, description="How long a silent peer counts as alive; bounds the failover time."
+    )
     max_corrections: int = Field(
         default=5, ge=1, description="Applies to one Deployment per window before it is left Conflicted."
     )

@@ -174,6 +174,28 @@ class KubernetesCluster:
 
         await self._call(call, "post_event")
 
+    async def read_peering(self, name: str, namespace: str | None) -> dict[str, Any] | None:
+        """kopf's peering object (ClusterKopfPeering, or KopfPeering in ``namespace``)."""
+
+        def call() -> dict[str, Any]:
+            if namespace is None:
+                response = self._custom.get_cluster_custom_object(
+                    "kopf.dev", "v1", "clusterkopfpeerings", name, _preload_content=False
+                )
+            else:
+                response = self._custom.get_namespaced_custom_object(
+                    "kopf.dev", "v1", namespace, "kopfpeerings", name, _preload_content=False
+                )
+            result: dict[str, Any] = json.loads(cast(Any, response).data)
+            return result
+
+        try:
+            return await self._call(call, "read_peering")
+        except ApiError as error:
+            if error.status == 404:
+                return None
+            raise
+
     async def crd_established(self) -> bool:
         """True when the ServiceProfile CRD exists and the apiserver serves it."""
 

@@ -1,0 +1,76 @@
+"""Which of several operator replicas acts: kopf peering, plus a gate for our own work.
+
+kopf pauses its watch handlers in every replica but the one with the highest priority; the
+operator's own resync loop and retry timers run outside kopf, so the workers ask the same
+peering object before they reconcile. Each replica draws a random priority unless one is
+configured, so two replicas never tie (a tie freezes them all, by kopf's design).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import secrets
+import socket
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+Reader = Callable[[str | None], Awaitable[Mapping[str, Any] | None]]
+
+
+def own_identity() -> str:
+    """kopf's peer id for this process (kopf reads POD_ID; set it when absent so we know it)."""
+    if not os.environ.get("POD_ID"):
+        os.environ["POD_ID"] = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+    return os.environ["POD_ID"]
+
+
+def draw_priority(configured: int) -> int:
+    return configured if configured else secrets.randbelow(2**30) + 1
+
+
+def outranked(peers: Mapping[str, Any], me: str, priority: int, now: dt.datetime) -> bool:
+    """True when a live peer other than us has a higher or equal priority (kopf pauses then)."""
+    for peer_id, info in peers.items():
+        if peer_id == me or not isinstance(info, Mapping):
+            continue
+        try:
+            seen = dt.datetime.fromisoformat(str(info.get("lastseen")))
+            lifetime = dt.timedelta(seconds=int(info.get("lifetime", 60)))
+            other = int(info.get("priority", 0))
+        except (TypeError, ValueError):
+            continue
+        if seen.tzinfo is None:
+            seen = seen.replace(tzinfo=dt.UTC)
+        if seen + lifetime > now and other >= priority:
+            return True
+    return False
+
+
+class PeeringGate:
+    """Answers "may this replica work on namespace X now?", reading the peering object at most
+    every ``ttl`` seconds per scope."""
+
+    def __init__(
+        self, read: Reader | None, me: str, priority: int, clusterwide: bool, ttl: float = 5.0
+    ) -> None:
+        self._read = read
+        self._me = me
+        self._priority = priority
+        self._clusterwide = clusterwide
+        self._ttl = ttl
+        self._cache: dict[str | None, tuple[float, bool]] = {}
+
+    async def active(self, namespace: str) -> bool:
+        if self._read is None:
+            return True  # standalone
+        scope = None if self._clusterwide else namespace
+        cached = self._cache.get(scope)
+        if cached is not None and time.monotonic() - cached[0] < self._ttl:
+            return cached[1]
+        body = await self._read(scope)
+        status = (body or {}).get("status") or {}
+        ok = not outranked(status, self._me, self._priority, dt.datetime.now(dt.UTC))
+        self._cache[scope] = (time.monotonic(), ok)
+        return ok
