@@ -214,12 +214,63 @@ def bench_memory(count: int = 1000) -> None:
     print(f"  DeploymentView     {slim / 2**20:7.2f} MiB   (ratio {slim / whole:.2f})")
 
 
+def bench_operator() -> None:
+    """Start-up time to /readyz and idle memory of the real operator process."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    kubeconfig = ROOT / ".testbed" / "kubeconfig"
+    if not kubeconfig.exists():
+        print("operator start-up and idle RSS: skipped (run `make testbed-up`)")
+        return
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig),
+        "READINESS_HEALTH_PORT": str(port),
+        "READINESS_METRICS_PORT": "0",
+        "READINESS_NAMESPACES": "bench-none-*",
+    }
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "readiness", "run"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        ready = None
+        while time.monotonic() - started < 60 and ready is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as response:
+                    if response.status == 200:
+                        ready = time.monotonic() - started
+            except OSError:
+                time.sleep(0.05)
+        time.sleep(10)
+        status = Path(f"/proc/{process.pid}/status").read_text()
+        rss = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+        print("operator process (python -m readiness run, idle, one namespace pattern)")
+        print(f"  start-up to /readyz 200   {ready:.2f} s" if ready else "  never became ready")
+        print(f"  idle RSS after 10 s       {rss / 1024:.0f} MiB")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 def main() -> None:
     bench_engine()
     print()
     bench_memory()
     print()
     bench_dry_run()
+    print()
+    bench_operator()
 
 
 if __name__ == "__main__":
