@@ -54,7 +54,7 @@ test: lint testbed-build
 	$(PY) -m pytest
 
 demo: testbed-up
-	$(KUBECTL) apply --server-side -f crds/
+	$(KUBECTL) apply --server-side -k crds/
 	$(KUBECTL) wait --for=condition=Established crd/serviceprofiles.readiness.dev --timeout=60s
 	examples/demo.sh
 

@@ -52,7 +52,7 @@ def wait_for(check: Callable[[], T | None], timeout: float = 60.0, what: str = "
 
 @pytest.fixture(scope="session")
 def crd(kube: Kube) -> None:
-    kube.run("apply", "--server-side", "-f", str(ROOT / "crds"))
+    kube.run("apply", "--server-side", "-k", str(ROOT / "crds"))
     kube.run("wait", "--for=condition=Established", "crd/serviceprofiles.readiness.dev", "--timeout=60s")
 
 

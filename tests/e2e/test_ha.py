@@ -1,0 +1,113 @@
+"""Two replicas with kopf peering: one acts; kill it and the other takes over."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from tests.conftest import ROOT, Kube
+from tests.e2e.conftest import wait_for
+from tests.e2e.test_profiles import PROBES, container, deployment, simple_deployment, simple_profile
+
+pytestmark = pytest.mark.e2e
+LIFETIME = 10
+
+
+@pytest.fixture
+def peering_namespace(kube: Kube, crd: None) -> Iterator[str]:
+    rendered = kube.run("kustomize", str(ROOT / "deploy")).stdout
+    crds = [
+        d
+        for d in yaml.safe_load_all(rendered)
+        if d and d["kind"] == "CustomResourceDefinition" and d["spec"]["group"] == "kopf.dev"
+    ]
+    assert {c["spec"]["names"]["kind"] for c in crds} == {"KopfPeering", "ClusterKopfPeering"}
+    kube.apply(yaml.safe_dump_all(crds), "--server-side")
+    kube.run("wait", "--for=condition=Established", "crd/kopfpeerings.kopf.dev", "--timeout=60s")
+    name = f"solo-ha-{uuid.uuid4().hex[:6]}"
+    kube.run("create", "namespace", name)
+    kube.apply(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kopf.dev/v1",
+                "kind": "KopfPeering",
+                "metadata": {"name": "readiness-operator", "namespace": name},
+            }
+        )
+    )
+    yield name
+    kube.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+def start(kube: Kube, namespace: str, priority: int, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kube.kubeconfig),
+        "READINESS_NAMESPACES": namespace,
+        "READINESS_PEERING": "readiness-operator",
+        "READINESS_PEERING_PRIORITY": str(priority),
+        "READINESS_PEERING_LIFETIME_SECONDS": str(LIFETIME),
+        "READINESS_RESYNC_SECONDS": "5",
+        "READINESS_METRICS_PORT": "0",
+        "READINESS_HEALTH_PORT": "0",
+        "POD_ID": f"replica-{priority}",
+    }
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "readiness", "run"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+def applied_by(log: Path) -> int:
+    return log.read_text(errors="replace").count('"event": "deployment_applied"')
+
+
+def test_the_standby_takes_over_when_the_active_replica_dies(
+    kube: Kube, peering_namespace: str, testbed: Any
+) -> None:
+    ns = peering_namespace
+    logs = {p: Path(testbed.log_dir) / f"ha-{ns}-{p}.log" for p in (200, 100)}
+    active = start(kube, ns, 200, logs[200])
+    standby = start(kube, ns, 100, logs[100])
+    try:
+        time.sleep(5)  # both have announced themselves in the peering object
+        kube.apply(yaml.safe_dump_all([simple_deployment(ns), simple_profile(ns, probes=PROBES)]))
+        kube.run("wait", "-n", ns, "--for=condition=Compliant", "serviceprofile/api", "--timeout=60s")
+        assert applied_by(logs[200]) == 1
+        assert applied_by(logs[100]) == 0, "the standby does not act"
+
+        active.send_signal(signal.SIGKILL)  # a crash: no goodbye in the peering object
+        active.wait(timeout=10)
+        killed = time.monotonic()
+        kube.run(
+            "patch",
+            "-n",
+            ns,
+            "deployment/api",
+            "--type=json",
+            "-p",
+            '[{"op": "remove", "path": "/spec/template/spec/containers/0/readinessProbe"}]',
+        )
+        wait_for(
+            lambda: "readinessProbe" in container(deployment(kube, ns, "api")),
+            timeout=LIFETIME * 6,
+            what="the standby corrects the drift",
+        )
+        takeover = time.monotonic() - killed
+        assert applied_by(logs[100]) == 1
+        sys.stderr.write(f"failover after SIGKILL: {takeover:.1f}s (peering lifetime {LIFETIME}s)\n")
+        assert "Resuming operations" in logs[100].read_text()
+    finally:
+        for process in (active, standby):
+            if process.poll() is None:
+                process.terminate()
+                process.wait(timeout=30)
