@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from tests.conftest import Kube
 
@@ -58,3 +61,25 @@ def test_server_side_apply_records_the_field_manager(kube: Kube, namespace: str)
     )
     assert conflict.returncode != 0
     assert "conflict" in conflict.stderr.lower()
+
+
+def test_a_second_testbed_starts_and_stops_without_orphans(testbed: object, tmp_path: Path) -> None:
+    from readiness_testbed import Testbed
+
+    bed = Testbed(tmp_path / "bed", nodes=1)
+    assert bed.up() is True
+    try:
+        assert bed.is_healthy()
+        assert bed.up() is False, "idempotent: a healthy testbed is reused"
+        state = json.loads((tmp_path / "bed" / "state.json").read_text())
+        pids = [int(p) for p in state["pids"].values()]
+        assert len(pids) == 5
+        assert all(Path(f"/proc/{p}").exists() for p in pids)
+    finally:
+        bed.down()
+    assert not bed.is_healthy()
+    for pid in pids:
+        assert (
+            not Path(f"/proc/{pid}").exists()
+            or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[-1][:3]
+        )
