@@ -218,15 +218,10 @@ class Testbed:
                 "--profiling=false",
             ]
         if component == "kube-controller-manager":
-            kubeconfig = self.state_dir / "controller-manager.kubeconfig"
             return [
-                str(b / "kube-controller-manager"),
-                f"--kubeconfig={kubeconfig}",
-                f"--authentication-kubeconfig={kubeconfig}",
-                f"--authorization-kubeconfig={kubeconfig}",
-                "--leader-elect=false",
-                "--bind-address=127.0.0.1",
-                f"--secure-port={ports.controller_manager}",
+                *self._client_component(
+                    "kube-controller-manager", "controller-manager", ports.controller_manager
+                ),
                 f"--root-ca-file={pki.ca.cert}",
                 f"--service-account-private-key-file={pki.service_account_key}",
                 "--use-service-account-credentials=true",
@@ -236,15 +231,8 @@ class Testbed:
                 "--profiling=false",
             ]
         if component == "kube-scheduler":
-            kubeconfig = self.state_dir / "scheduler.kubeconfig"
             return [
-                str(b / "kube-scheduler"),
-                f"--kubeconfig={kubeconfig}",
-                f"--authentication-kubeconfig={kubeconfig}",
-                f"--authorization-kubeconfig={kubeconfig}",
-                "--leader-elect=false",
-                "--bind-address=127.0.0.1",
-                f"--secure-port={ports.scheduler}",
+                *self._client_component("kube-scheduler", "scheduler", ports.scheduler),
                 "--profiling=false",
             ]
         if component == "kwok":
@@ -260,6 +248,19 @@ class Testbed:
                 f"--config={b / 'kwok-stages'}",
             ]
         raise ValueError(component)
+
+    def _client_component(self, binary: str, identity: str, port: int) -> list[str]:
+        """Flags shared by the components that talk to the apiserver with their own identity."""
+        kubeconfig = self.state_dir / f"{identity}.kubeconfig"
+        return [
+            str(self.bin_dir / binary),
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={port}",
+        ]
 
     def _spawn(self, component: str, command: Sequence[str]) -> int:
         log = self.log_dir / f"{component}.log"
