@@ -13,12 +13,13 @@ import structlog
 from pydantic import ValidationError
 
 from . import API_GROUP, __version__
+from .guard import FightGuard
 from .handlers import IndexedWorld, ProfileKey, register
 from .k8s import ApiError, KubernetesCluster, load_api_client
 from .logconfig import configure
 from .metrics import Metrics
 from .peering import PeeringGate, draw_priority, own_identity
-from .reconcile import FightGuard, Reconciler
+from .reconcile import Reconciler
 from .serve import Servers
 from .settings import Settings
 from .tracing import configure_tracing, shutdown_tracing

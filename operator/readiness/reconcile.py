@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -16,8 +15,9 @@ from typing import Any, Protocol
 import structlog
 from pydantic import ValidationError
 
-from . import API_GROUP, API_VERSION, KIND
+from . import API_GROUP, API_VERSION, FIELD_MANAGER, KIND
 from .engine import DeploymentView, Evaluation, build_status, evaluate, matches, rollout_state
+from .guard import FightGuard
 from .k8s import ApiError, Cluster, ObjectRef
 from .metrics import Metrics
 from .models import Conflict, ServiceProfileSpec, ServiceProfileStatus, Target, Violation
@@ -54,37 +54,6 @@ class Outcome:
     applied: list[str] = field(default_factory=list)
     status_written: bool = False
     retry: bool = False
-
-
-@dataclass
-class FightGuard:
-    """Stops correcting a Deployment that another manager keeps reverting.
-
-    After the first apply, ``limit`` corrections of one Deployment within ``window`` seconds
-    for the same profile generation, and it is left alone (reported Conflicted) until the
-    profile changes or the window passes.
-    """
-
-    limit: int = 5
-    window: float = 600.0
-    _applies: dict[tuple[str, str], tuple[int, deque[float]]] = field(default_factory=dict)
-
-    def _recent(self, key: tuple[str, str], generation: int, now: float) -> deque[float]:
-        gen, times = self._applies.get(key, (generation, deque()))
-        if gen != generation:
-            times = deque()
-        while times and now - times[0] > self.window:
-            times.popleft()
-        self._applies[key] = (generation, times)
-        return times
-
-    def blocked(self, key: tuple[str, str], generation: int, now: float) -> bool:
-        return len(self._recent(key, generation, now)) > self.limit
-
-    def record(self, key: tuple[str, str], generation: int, now: float) -> int:
-        times = self._recent(key, generation, now)
-        times.append(now)
-        return len(times)
 
 
 def _now() -> str:
@@ -338,8 +307,6 @@ def _same_status(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
 
 
 def _last_writers(view: DeploymentView) -> list[str]:
-    from . import FIELD_MANAGER
-
     spec_writers = [
         e for e in view.managed if e.manager != FIELD_MANAGER and not e.subresource and "f:spec" in e.fields
     ]

@@ -7,9 +7,10 @@ from typing import Any
 import pytest
 from tests.twin import Twin, TwinWorld
 
+from readiness.guard import FightGuard
 from readiness.k8s import ApiError, FieldCause
 from readiness.metrics import Metrics
-from readiness.reconcile import FightGuard, Reconciler
+from readiness.reconcile import Reconciler
 
 NS = "shop"
 PROFILE = {
