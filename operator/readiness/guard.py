@@ -25,7 +25,10 @@ class FightGuard:
             times = deque()
         while times and now - times[0] > self.window:
             times.popleft()
-        self._applies[key] = (generation, times)
+        if times:
+            self._applies[key] = (generation, times)
+        else:
+            self._applies.pop(key, None)  # nothing recent: forget the Deployment altogether
         return times
 
     def blocked(self, key: tuple[str, str], generation: int, now: float) -> bool:
@@ -34,4 +37,5 @@ class FightGuard:
     def record(self, key: tuple[str, str], generation: int, now: float) -> int:
         times = self._recent(key, generation, now)
         times.append(now)
+        self._applies[key] = (generation, times)
         return len(times)
