@@ -9,7 +9,7 @@ pytestmark = pytest.mark.e2e
 SA = "system:serviceaccount:readiness-system:readiness-operator"
 
 
-def test_install_is_accepted_and_least_privilege(kube: Kube) -> None:
+def test_install_is_accepted_and_least_privilege(kube: Kube, crd: None) -> None:
     # Objects whose kind a CRD in the same bundle defines cannot be dry-run before the CRD
     # exists, so the namespace and the CRDs go in for real first, as an install would.
     kube.run("apply", "--server-side", "-f", str(ROOT / "deploy" / "namespace.yaml"))
