@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import IO
+
 import click
 
 from . import __version__
@@ -29,6 +31,29 @@ def run() -> None:
     from .app import run_operator
 
     run_operator()
+
+
+@main.command("audit")
+@click.argument("files", nargs=-1, type=click.File("r"))
+def audit_command(files: tuple[IO[str], ...]) -> None:
+    """Check Deployment manifests against the ServiceProfiles among them, without a cluster.
+
+    Reads YAML from FILES (or stdin with -). Exits 1 when a Deployment is not compliant,
+    2 when a profile is invalid, so it can gate a merge request.
+    """
+    import sys
+
+    import yaml
+
+    from .audit import audit, render
+
+    documents = [d for f in (files or (click.open_file("-"),)) for d in yaml.safe_load_all(f) if d]
+    findings, errors = audit(documents)
+    click.echo(render(findings, errors))
+    if errors:
+        sys.exit(2)
+    if any(not f.evaluation.compliant for f in findings):
+        sys.exit(1)
 
 
 @main.command()

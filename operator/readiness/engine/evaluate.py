@@ -94,10 +94,12 @@ def _violation(fragment: Fragment, current: Mapping[FieldPath, Any], diffs: list
 
 
 def _short(fragment: Fragment, path: FieldPath) -> str:
-    """The part of a field path below the fragment's own field, e.g. ``[LOG_LEVEL].value``."""
+    """The part of a field path below the fragment's own field: ``LOG_LEVEL``, ``httpGet.path``."""
     text = human(path)
     rest = text[len(fragment.field) :].lstrip(".") if text.startswith(fragment.field) else text
-    return rest.removesuffix(".value") or text.rsplit(".", 1)[-1]
+    if rest.startswith("["):  # an env variable: its name says it all
+        return rest[1 : rest.index("]")]
+    return rest or text.rsplit(".", 1)[-1]
 
 
 def evaluate(
