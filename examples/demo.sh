@@ -9,6 +9,8 @@ show() {  # the parts of a pod template the profile is about
   k get deployment "$1" -n shop -o json | .venv/bin/python examples/show.py
 }
 
+# A fresh start each time, so "before" really is before.
+k delete namespace shop --ignore-not-found --wait=true >/dev/null
 k apply -f examples/00-namespace.yaml -f examples/10-deployments.yaml >/dev/null
 k rollout status -n shop deployment/checkout-api --timeout=120s >/dev/null
 echo "== before: checkout-api as its team wrote it =="
