@@ -254,8 +254,11 @@ class Reconciler:
         return _target(after, evaluate(spec, after))
 
     def _previous(self, record: ProfileRecord) -> ServiceProfileStatus:
+        """The status last written: ours if the watch has not shown it yet (no duplicate events,
+        no moved lastTransitionTime), else what the cluster holds."""
+        raw = self._written.get((record.namespace, record.name)) or record.status or {}
         try:
-            return ServiceProfileStatus.model_validate(record.status or {})
+            return ServiceProfileStatus.model_validate(raw)
         except ValidationError:
             return ServiceProfileStatus()
 

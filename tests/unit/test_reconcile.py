@@ -167,3 +167,18 @@ async def test_deleted_profile_forgets_metrics(twin: Twin) -> None:
         is None
     )
     assert len(twin.applies) == 1
+
+
+async def test_a_stale_view_of_our_own_status_posts_no_duplicate_warning(twin: Twin) -> None:
+    twin.add_deployment(deployment())
+    twin.add_profile(NS, "p", PROFILE)
+    cause = FieldCause(field="spec.template.spec.containers[app].readinessProbe", message="x", manager="helm")
+    r = reconciler(twin)
+    twin.fail_next = ApiError(409, "Conflict", "conflict", [cause])
+    await r.reconcile(NS, "p")
+    stale = twin.profiles[(NS, "p")]
+    twin.profiles[(NS, "p")] = type(stale)(**{**stale.__dict__, "status": {}})  # the watch lags behind
+    twin.fail_next = ApiError(409, "Conflict", "conflict", [cause])
+    await r.reconcile(NS, "p")
+    assert [e for e in twin.events if e[2] == "Conflicted"] == [("p", "Warning", "Conflicted")]
+    assert len(twin.status_patches) == 1
