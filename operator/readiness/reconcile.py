@@ -6,6 +6,7 @@ Everything is recomputed from the profile and the observed Deployments each time
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -135,6 +136,7 @@ class Reconciler:
         for raw in sorted(self._world.deployments(namespace), key=lambda d: d.name):
             if not matches(spec.selector, raw.labels):
                 continue
+            await asyncio.sleep(0)  # evaluation is CPU work: let kopf's watches breathe between targets
             view = self._observed(raw)
             rivals = [n for n, s in others if matches(s.selector, view.labels)]
             if rivals:
