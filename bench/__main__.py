@@ -268,11 +268,12 @@ def bench_reconcile(count: int = 500) -> None:
     pass (all compliant), against the in-memory API twin that counts requests."""
     import asyncio
 
-    from readiness.metrics import Metrics
-    from readiness.reconcile import Reconciler
     from tests.twin import Twin, TwinWorld
 
-    spec_doc = [d for d in yaml.safe_load_all((ROOT / "examples" / "20-profiles.yaml").read_text()) if d][0][
+    from readiness.metrics import Metrics
+    from readiness.reconcile import Reconciler
+
+    spec_doc = next(d for d in yaml.safe_load_all((ROOT / "examples" / "20-profiles.yaml").read_text()) if d)[
         "spec"
     ]
     _, body = _example()
