@@ -113,10 +113,6 @@ def _user_owned(view: DeploymentView, path: FieldPath, present: bool) -> bool:
     return not ours or bool(owners(view, path, exclude=FIELD_MANAGER))
 
 
-def _quantity_text(value: int | str) -> str:
-    return str(value)
-
-
 def plan(spec: ServiceProfileSpec, view: DeploymentView) -> Plan:
     """Every fragment the profile asks of this Deployment, and what blocks it."""
     result = Plan()
@@ -188,7 +184,7 @@ def _container_fragments(
                     Fragment(
                         check=f"resources.{group}.{resource}",
                         field=f"{where}.resources.{group}.{resource}",
-                        leaves=((path, _quantity_text(value)),),
+                        leaves=((path, str(value)),),  # `cpu: 1` is applied as the quantity "1"
                         wants=f"{group}.{resource}={value}",
                     )
                 )
