@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from .. import FIELD_MANAGER
@@ -45,7 +45,6 @@ class Evaluation:
     apply: Mapping[str, Any] | None = None  # set only when a write is needed
     force: bool = False
     changes: tuple[str, ...] = ()  # check ids the apply fixes
-    blocked: tuple[str, ...] = field(default=())  # check ids left out because of conflicts
 
     @property
     def compliant(self) -> bool:
@@ -117,7 +116,6 @@ def evaluate(
     conflicts: list[Conflict] = []
     included: list[Fragment] = []
     changes: list[str] = []
-    blocked: list[str] = []
     force = policy == "Force"
     for fragment in result.fragments:
         current = {p: lookup(doc, p) for p, _ in fragment.leaves}
@@ -136,7 +134,6 @@ def evaluate(
             violations.append(_violation(fragment, current, diffs))
         if hard or (soft and policy == "Report"):
             conflicts.extend(hard or soft)
-            blocked.append(fragment.check)
             continue
         included.append(fragment)
         if diffs:
@@ -159,7 +156,6 @@ def evaluate(
         apply=apply,
         force=force,
         changes=tuple(changes),
-        blocked=tuple(blocked),
     )
 
 
