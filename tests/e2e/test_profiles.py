@@ -404,3 +404,33 @@ def test_status_writes_stop_when_nothing_moves(kube: Kube, namespace: str, opera
     sp = profile(kube, namespace, "api")
     assert sp["metadata"]["resourceVersion"] == rv, json.dumps(sp["status"])
     assert condition(sp, "Compliant")["lastTransitionTime"] == transition
+
+
+def test_a_profile_change_is_one_rollout_and_dropped_sections_are_released(
+    kube: Kube, namespace: str, operator: Operator
+) -> None:
+    _apply(
+        kube,
+        [simple_deployment(namespace), simple_profile(namespace, probes=PROBES, logging={"level": "info"})],
+    )
+    kube.run("wait", "-n", namespace, "--for=condition=Compliant", "serviceprofile/api", "--timeout=60s")
+    assert deployment(kube, namespace, "api")["metadata"]["generation"] == 2
+    kube.run(
+        "patch",
+        "-n",
+        namespace,
+        "serviceprofile/api",
+        "--type=json",
+        "-p",
+        '[{"op": "remove", "path": "/spec/logging"}, {"op": "replace", "path": '
+        '"/spec/probes/readiness/periodSeconds", "value": 7}]',
+    )
+
+    def updated() -> dict[str, Any] | None:
+        c = container(deployment(kube, namespace, "api"))
+        return c if c["readinessProbe"]["periodSeconds"] == 7 else None
+
+    c = wait_for(updated, what="profile change applied")
+    assert "env" not in c or "LOG_LEVEL" not in {e["name"] for e in c["env"]}, "released with the section"
+    assert deployment(kube, namespace, "api")["metadata"]["generation"] == 3, "both changes in one rollout"
+    wait_for(lambda: profile(kube, namespace, "api")["status"]["observedGeneration"] == 2, what="observed")
