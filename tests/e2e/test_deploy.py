@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 from tests.conftest import ROOT, Kube
+from tests.e2e.conftest import wait_for
 
 pytestmark = pytest.mark.e2e
 SA = "system:serviceaccount:readiness-system:readiness-operator"
@@ -37,7 +40,8 @@ def test_install_is_accepted_and_least_privilege(kube: Kube, crd: None) -> None:
         ("create", "events"),
         ("patch", "kopfpeerings.kopf.dev"),
     ):
-        assert can(verb, resource, "-n", "shop"), f"needs {verb} {resource}"
+        # The apiserver's RBAC cache follows a new binding within moments, not instantly.
+        wait_for(partial(can, verb, resource, "-n", "shop"), timeout=20, what=f"{SA} may {verb} {resource}")
     assert can("patch", "serviceprofiles.readiness.dev", "--subresource=status", "-n", "shop")
     for verb, resource in (
         ("get", "secrets"),
