@@ -182,3 +182,25 @@ async def test_a_stale_view_of_our_own_status_posts_no_duplicate_warning(twin: T
     await r.reconcile(NS, "p")
     assert [e for e in twin.events if e[2] == "Conflicted"] == [("p", "Warning", "Conflicted")]
     assert len(twin.status_patches) == 1
+
+
+def test_status_stays_small_for_very_large_profiles() -> None:
+    from readiness.engine import build_status
+    from readiness.engine.status import MAX_TARGETS
+    from readiness.models import Target
+
+    targets = [
+        Target(
+            name=f"d{i:04}",
+            compliant=i % 3 != 0,
+            state="Compliant" if i % 3 else "Violating",
+            rollout="Complete",
+        )
+        for i in range(3 * MAX_TARGETS)
+    ]
+    status = build_status(generation=1, targets=targets, previous=[], now="t")
+    assert len(status.targets) == MAX_TARGETS
+    assert status.targets_omitted == 2 * MAX_TARGETS
+    assert all(not t.compliant for t in status.targets), "those needing attention are listed first"
+    assert [t.name for t in status.targets] == sorted(t.name for t in status.targets)
+    assert status.summary.matched == 3 * MAX_TARGETS

@@ -56,6 +56,17 @@ def set_condition(
     )
 
 
+MAX_TARGETS = 200  # keeps a profile far below etcd's object size limit, whatever it selects
+
+
+def _listed(ordered: Sequence[Target]) -> list[Target]:
+    """All targets when few; else those needing attention first, then compliant ones, by name."""
+    if len(ordered) <= MAX_TARGETS:
+        return list(ordered)
+    keep = sorted(ordered, key=lambda t: (t.compliant, t.name))[:MAX_TARGETS]
+    return sorted(keep, key=lambda t: t.name)
+
+
 def build_status(
     *,
     generation: int,
@@ -116,5 +127,6 @@ def build_status(
         observed_generation=generation,
         conditions=[ready, compliant, conflicted_cond, degraded_cond],
         summary=summary,
-        targets=list(ordered),
+        targets=(listed := _listed(ordered)),
+        targets_omitted=len(ordered) - len(listed),
     )

@@ -80,4 +80,6 @@ class ServiceProfileStatus(Model):
     summary: Summary = Summary()
     """Counts over the matched Deployments."""
     targets: list[Target] = []
-    """One entry per matched Deployment, sorted by name."""
+    """One entry per matched Deployment, sorted by name; past 200 the compliant ones are left out first."""
+    targets_omitted: int = 0
+    """Matched Deployments not listed in targets, to keep the object small (summary counts them all)."""
