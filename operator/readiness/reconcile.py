@@ -88,6 +88,11 @@ class Reconciler:
         self._written.pop((namespace, name), None)
         self._metrics.forget_profile(namespace, name)
 
+    def _forget_gone(self, namespace: str, names: set[str]) -> None:
+        """Drop what we remember of our writes to Deployments that no longer exist."""
+        for key in [k for k in self._applied if k[0] == namespace and k[1] not in names]:
+            del self._applied[key]
+
     def _observed(self, view: DeploymentView) -> DeploymentView:
         key = (view.namespace, view.name)
         cached = self._applied.get(key)
@@ -133,7 +138,9 @@ class Reconciler:
 
         others = self._other_specs(record)
         targets: list[Target] = []
-        for raw in sorted(self._world.deployments(namespace), key=lambda d: d.name):
+        present = sorted(self._world.deployments(namespace), key=lambda d: d.name)
+        self._forget_gone(namespace, {d.name for d in present})
+        for raw in present:
             if not matches(spec.selector, raw.labels):
                 continue
             await asyncio.sleep(0)  # evaluation is CPU work: let kopf's watches breathe between targets
