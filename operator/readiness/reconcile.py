@@ -81,7 +81,8 @@ class Reconciler:
         self._monotonic = monotonic
         # What our own writes produced, until the watch catches up (avoids re-applying from a stale view).
         self._applied: dict[tuple[str, str], tuple[str, DeploymentView]] = {}
-        self._written: dict[tuple[str, str], dict[str, Any]] = {}
+        # The status we last wrote per profile, keyed with its uid: a re-created profile starts afresh.
+        self._written: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
 
     def forget(self, namespace: str, name: str) -> None:
         """The profile is gone: drop its memory and metrics; Deployments stay as they are."""
@@ -265,7 +266,8 @@ class Reconciler:
     def _previous(self, record: ProfileRecord) -> ServiceProfileStatus:
         """The status last written: ours if the watch has not shown it yet (no duplicate events,
         no moved lastTransitionTime), else what the cluster holds."""
-        raw = self._written.get((record.namespace, record.name)) or record.status or {}
+        uid, written = self._written.get((record.namespace, record.name), ("", {}))
+        raw = (written if uid == record.uid else None) or record.status or {}
         try:
             return ServiceProfileStatus.model_validate(raw)
         except ValidationError:
@@ -295,7 +297,7 @@ class Reconciler:
     async def _write_status(self, record: ProfileRecord, status: ServiceProfileStatus, bound: Any) -> bool:
         wanted = status.model_dump(mode="json", by_alias=True, exclude_none=True)
         key = (record.namespace, record.name)
-        if _same_status(record.status, wanted) or self._written.get(key) == wanted:
+        if _same_status(record.status, wanted) or self._written.get(key) == (record.uid, wanted):
             return False
         try:
             await self._cluster.patch_profile_status(record.namespace, record.name, wanted)
@@ -304,7 +306,7 @@ class Reconciler:
             if error.status == 404:
                 return False  # deleted meanwhile
             raise
-        self._written[key] = wanted
+        self._written[key] = (record.uid, wanted)
         self._metrics.status_writes.inc()
         bound.info("status_written", matched=status.summary.matched, compliant=status.summary.compliant)
         return True

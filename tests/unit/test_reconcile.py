@@ -204,3 +204,16 @@ def test_status_stays_small_for_very_large_profiles() -> None:
     assert all(not t.compliant for t in status.targets), "those needing attention are listed first"
     assert [t.name for t in status.targets] == sorted(t.name for t in status.targets)
     assert status.summary.matched == 3 * MAX_TARGETS
+
+
+async def test_a_recreated_profile_gets_its_status_even_if_identical(twin: Twin) -> None:
+    twin.add_deployment(deployment())
+    twin.add_profile(NS, "p", PROFILE)
+    r = reconciler(twin)
+    await r.reconcile(NS, "p")
+    old = twin.profiles[(NS, "p")]
+    # Deleted and created again while this replica saw no DELETED event (paused, say).
+    twin.profiles[(NS, "p")] = type(old)(**{**old.__dict__, "uid": "uid-new", "status": {}})
+    outcome = await r.reconcile(NS, "p")
+    assert outcome.status_written
+    assert twin.profiles[(NS, "p")].status["summary"]["compliant"] == 1
