@@ -1,56 +1,235 @@
-"""The install: `kubectl apply -k deploy/` is accepted, and RBAC grants what is needed and no more."""
+"""The install: `kubectl apply -k deploy/` is accepted, its pods pass the restricted Pod Security
+level, and its RBAC grants what the operator needs and nothing more."""
 
 from __future__ import annotations
 
+import copy
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
 from functools import partial
+from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from tests.conftest import ROOT, Kube
 from tests.e2e.conftest import wait_for
 
 pytestmark = pytest.mark.e2e
-SA = "system:serviceaccount:readiness-system:readiness-operator"
+DEPLOY = ROOT / "deploy"
+NAMESPACE = "readiness-system"
+ACCOUNT = "readiness-operator"
+SA = f"system:serviceaccount:{NAMESPACE}:{ACCOUNT}"
 
 
-def test_install_is_accepted_and_least_privilege(kube: Kube, crd: None) -> None:
-    # Objects whose kind a CRD in the same bundle defines cannot be dry-run before the CRD
-    # exists, so the namespace and the CRDs go in for real first, as an install would.
-    kube.run("apply", "--server-side", "-f", str(ROOT / "deploy" / "namespace.yaml"))
+def can(kube: Kube, verb: str, resource: str, *extra: str) -> bool:
+    result = kube.run("auth", "can-i", verb, resource, f"--as={SA}", *extra, check=False)
+    return result.stdout.strip() == "yes"
+
+
+@pytest.fixture(scope="module")
+def rendered(kube: Kube, crd: None) -> list[dict[str, Any]]:
+    """The install as kustomize renders it, with what must exist before the rest of it can even
+    be dry-run already applied for real, as on a fresh cluster: the namespace (namespaced objects
+    cannot be dry-run into a namespace that does not exist), the CRDs (kubectl cannot map a kind
+    whose CRD is not established) and the RBAC. Server-side apply makes this idempotent."""
+    for manifest in ("namespace.yaml", "peering-crds.yaml", "rbac.yaml"):
+        kube.run("apply", "--server-side", "-f", str(DEPLOY / manifest))
     kube.run(
-        "apply",
-        "--server-side",
-        "-f",
-        str(ROOT / "deploy" / "peering-crds.yaml"),
-        "--force-conflicts",
-        check=False,
+        "wait",
+        "--for=condition=Established",
+        "crd/clusterkopfpeerings.kopf.dev",
+        "crd/kopfpeerings.kopf.dev",
+        "--timeout=60s",
     )
-    kube.run("wait", "--for=condition=Established", "crd/clusterkopfpeerings.kopf.dev", "--timeout=60s")
-    dry = kube.run("apply", "--server-side", "--dry-run=server", "-k", str(ROOT / "deploy"))
-    assert "deployment.apps/readiness-operator serverside-applied (server dry run)" in dry.stdout
-    kube.run("apply", "--server-side", "-f", str(ROOT / "deploy" / "rbac.yaml"))
+    # The apiserver's RBAC cache follows a new binding within moments, not instantly.
+    wait_for(partial(can, kube, "patch", "deployments.apps", "-A"), timeout=20, what=f"RBAC for {SA}")
+    return [d for d in yaml.safe_load_all(kube.run("kustomize", str(DEPLOY)).stdout) if d]
 
-    def can(verb: str, resource: str, *extra: str) -> bool:
-        result = kube.run("auth", "can-i", verb, resource, f"--as={SA}", *extra, check=False)
-        return result.stdout.strip() == "yes"
 
-    for verb, resource in (
-        ("patch", "deployments.apps"),
-        ("watch", "deployments.apps"),
-        ("list", "serviceprofiles.readiness.dev"),
-        ("create", "events"),
-        ("patch", "kopfpeerings.kopf.dev"),
+def test_the_whole_install_is_accepted_by_the_apiserver(kube: Kube, rendered: list[dict[str, Any]]) -> None:
+    dry = kube.run("apply", "--server-side", "--dry-run=server", "-k", str(DEPLOY))
+    suffix = " serverside-applied (server dry run)"
+    accepted = {line.removesuffix(suffix) for line in dry.stdout.splitlines() if line.endswith(suffix)}
+    expected: set[str] = set()
+    for doc in rendered:
+        group = doc["apiVersion"].rpartition("/")[0]
+        expected.add(f"{doc['kind'].lower()}{'.' + group if group else ''}/{doc['metadata']['name']}")
+    assert accepted == expected
+
+
+def test_operator_pods_pass_the_restricted_pod_security_level(
+    kube: Kube, rendered: list[dict[str, Any]]
+) -> None:
+    (deployment,) = [d for d in rendered if d["kind"] == "Deployment"]
+    template = deployment["spec"]["template"]
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "admission-check", "namespace": NAMESPACE, **template["metadata"]},
+        "spec": template["spec"],
+    }
+    kube.run("create", "-f", "-", "--dry-run=server", input_text=yaml.safe_dump(pod))
+    # The same pod without its security contexts is refused: the namespace enforces the level.
+    loose = copy.deepcopy(pod)
+    del loose["spec"]["securityContext"]
+    for container in loose["spec"]["containers"]:
+        del container["securityContext"]
+    refused = kube.run("create", "-f", "-", "--dry-run=server", input_text=yaml.safe_dump(loose), check=False)
+    assert refused.returncode != 0
+    assert 'violates PodSecurity "restricted' in refused.stderr
+
+
+@pytest.mark.usefixtures("rendered")
+def test_the_service_account_may_do_what_the_operator_does_and_nothing_more(kube: Kube) -> None:
+    for verb, resource, *extra in (
+        ("patch", "deployments.apps", "-n", "shop"),
+        ("watch", "deployments.apps", "-A"),
+        ("watch", "serviceprofiles.readiness.dev", "-A"),
+        ("patch", "serviceprofiles.readiness.dev", "--subresource=status", "-n", "shop"),
+        ("create", "events", "-n", "shop"),
+        ("create", "events.events.k8s.io", "-n", "shop"),
+        ("patch", "clusterkopfpeerings.kopf.dev"),
+        ("patch", "kopfpeerings.kopf.dev", "-n", "shop"),
+        ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
+        ("watch", "namespaces"),
     ):
-        # The apiserver's RBAC cache follows a new binding within moments, not instantly.
-        wait_for(partial(can, verb, resource, "-n", "shop"), timeout=20, what=f"{SA} may {verb} {resource}")
-    assert can("patch", "serviceprofiles.readiness.dev", "--subresource=status", "-n", "shop")
-    for verb, resource in (
-        ("get", "secrets"),
-        ("list", "secrets"),
-        ("create", "pods/exec"),
-        ("delete", "deployments.apps"),
-        ("create", "deployments.apps"),
-        ("patch", "serviceprofiles.readiness.dev"),
+        assert can(kube, verb, resource, *extra), f"{SA} must be allowed to {verb} {resource}"
+    for verb, resource, *extra in (
+        ("get", "secrets", "-n", "shop"),
+        ("list", "secrets", "-A"),
+        ("create", "pods", "--subresource=exec", "-n", "shop"),
+        ("get", "pods", "-n", "shop"),
+        ("delete", "deployments.apps", "-n", "shop"),
+        ("create", "deployments.apps", "-n", "shop"),
+        ("update", "deployments.apps", "-n", "shop"),
+        ("patch", "serviceprofiles.readiness.dev", "-n", "shop"),
+        ("delete", "serviceprofiles.readiness.dev", "-n", "shop"),
         ("delete", "namespaces"),
-        ("get", "configmaps"),
+        ("get", "configmaps", "-n", "shop"),
+        ("create", "clusterkopfpeerings.kopf.dev"),
+        ("patch", "customresourcedefinitions.apiextensions.k8s.io"),
+        ("bind", "clusterroles.rbac.authorization.k8s.io"),
+        ("impersonate", "serviceaccounts", "-n", NAMESPACE),
     ):
-        assert not can(verb, resource, "-n", "shop"), f"must not {verb} {resource}"
+        assert not can(kube, verb, resource, *extra), f"{SA} must not {verb} {resource}"
+
+
+@pytest.fixture
+def solo_namespace(kube: Kube) -> Iterator[str]:
+    # Not t-*: the session's operator must not act here.
+    name = f"solo-rbac-{uuid.uuid4().hex[:6]}"
+    kube.run("create", "namespace", name)
+    yield name
+    kube.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+def _service_account_kubeconfig(kube: Kube, path: Path) -> Path:
+    admin = kube.json("config", "view", "--raw", "--minify")
+    token = kube.run("create", "token", ACCOUNT, "-n", NAMESPACE, "--duration=10m").stdout.strip()
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": admin["clusters"],
+        "users": [{"name": ACCOUNT, "user": {"token": token}}],
+        "contexts": [
+            {"name": ACCOUNT, "context": {"cluster": admin["clusters"][0]["name"], "user": ACCOUNT}}
+        ],
+        "current-context": ACCOUNT,
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.usefixtures("rendered")
+def test_the_operator_works_with_nothing_but_its_granted_rights(
+    kube: Kube, solo_namespace: str, tmp_path: Path
+) -> None:
+    """can-i shows what is granted; only the real operator shows that it is enough."""
+    ns = solo_namespace
+    kube.apply(
+        yaml.safe_dump_all(
+            [
+                {
+                    "apiVersion": "kopf.dev/v1",
+                    "kind": "KopfPeering",
+                    "metadata": {"name": ACCOUNT, "namespace": ns},
+                },
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "metadata": {"name": "web", "namespace": ns, "labels": {"app": "web"}},
+                    "spec": {
+                        "selector": {"matchLabels": {"app": "web"}},
+                        "template": {
+                            "metadata": {"labels": {"app": "web"}},
+                            "spec": {"containers": [{"name": "app", "image": "web:1"}]},
+                        },
+                    },
+                },
+                {
+                    "apiVersion": "readiness.dev/v1alpha1",
+                    "kind": "ServiceProfile",
+                    "metadata": {"name": "web", "namespace": ns},
+                    "spec": {
+                        "selector": {"matchLabels": {"app": "web"}},
+                        "resources": {
+                            "requests": {"cpu": "50m", "memory": "64Mi"},
+                            "limits": {"memory": "128Mi"},
+                        },
+                    },
+                },
+            ]
+        )
+    )
+    log = tmp_path / "operator.log"
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(_service_account_kubeconfig(kube, tmp_path / "kubeconfig")),
+        # A glob, so that kopf also lists and watches namespaces, as a sharded install would.
+        "READINESS_NAMESPACES": f"{ns}*",
+        "READINESS_PEERING": ACCOUNT,
+        "READINESS_LOG_FORMAT": "json",
+        "READINESS_RESYNC_SECONDS": "5",
+        "READINESS_METRICS_PORT": "0",
+        "READINESS_HEALTH_PORT": "0",
+        "POD_ID": f"rbac-{ns}",
+    }
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "readiness", "run"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_for(
+            lambda: _compliant(kube, ns, process, log), timeout=60, what=f"profile web Compliant (log: {log})"
+        )
+        resources = kube.json("get", "deployment", "web", "-n", ns)["spec"]["template"]["spec"]["containers"][
+            0
+        ]
+        assert resources["resources"]["limits"] == {"memory": "128Mi"}
+        events = kube.json("get", "events", "-n", ns, "--field-selector", "reason=ProfileApplied")["items"]
+        assert events, "the operator posted its event"
+        peering = kube.json("get", "kopfpeering", ACCOUNT, "-n", ns)
+        assert f"rbac-{ns}" in peering.get("status", {})
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    text = log.read_text(errors="replace")
+    assert "forbidden" not in text.lower(), f"a call was denied ({log}):\n{text[-3000:]}"
+
+
+def _compliant(kube: Kube, ns: str, process: subprocess.Popen[bytes], log: Path) -> bool:
+    text = log.read_text(errors="replace")
+    if process.poll() is not None:
+        raise AssertionError(f"operator exited with {process.returncode}:\n{text[-3000:]}")
+    if "forbidden" in text.lower():
+        raise AssertionError(f"a call was denied ({log}):\n{text[-3000:]}")
+    profile = kube.json("get", "serviceprofile", "web", "-n", ns)
+    conditions = profile.get("status", {}).get("conditions", [])
+    return any(c["type"] == "Compliant" and c["status"] == "True" for c in conditions)
