@@ -263,52 +263,11 @@ def bench_operator() -> None:
         process.wait(timeout=30)
 
 
-def bench_reconcile(count: int = 500) -> None:
-    """One profile over ``count`` Deployments: the first pass (every one written) and a resync
-    pass (all compliant), against the in-memory API twin that counts requests."""
-    import asyncio
-
-    from tests.twin import Twin, TwinWorld
-
-    from readiness.metrics import Metrics
-    from readiness.reconcile import Reconciler
-
-    spec_doc = next(d for d in yaml.safe_load_all((ROOT / "examples" / "20-profiles.yaml").read_text()) if d)[
-        "spec"
-    ]
-    _, body = _example()
-    twin = Twin()
-    for i in range(count):
-        dep = copy.deepcopy(body)
-        dep["metadata"].update({"name": f"api-{i}", "namespace": "shop"})
-        twin.add_deployment(dep)
-    twin.add_profile("shop", "checkout", spec_doc)
-    reconciler = Reconciler(twin, TwinWorld(twin), Metrics())
-
-    async def passes() -> tuple[float, float]:
-        start = time.perf_counter()
-        await reconciler.reconcile("shop", "checkout")
-        first = time.perf_counter() - start
-        start = time.perf_counter()
-        await reconciler.reconcile("shop", "checkout")
-        return first, time.perf_counter() - start
-
-    first, resync = asyncio.run(passes())
-    applies = len(twin.applies)
-    print(f"reconcile one profile over {count} Deployments (in-memory API)")
-    print(f"  first pass   {first:6.2f} s   {applies} applies, {len(twin.status_patches)} status write")
-    print(
-        f"  resync pass  {resync:6.2f} s   {len(twin.applies) - applies} applies   (ratio {resync / first:.2f})"
-    )
-
-
 def main() -> None:
     from readiness.logconfig import configure
 
     configure("warning", "console")  # the numbers, not the operator's log lines
     bench_engine()
-    print()
-    bench_reconcile()
     print()
     bench_memory()
     print()

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from readiness.engine import DeploymentView
 from readiness.engine.fields import flatten, is_missing, lookup
 from readiness.k8s import ApiError, FieldCause, ObjectRef
-from readiness.reconcile import ProfileRecord
+from readiness.world import ProfileRecord, World
 
 
 def fields_of(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -60,6 +60,9 @@ def _merge(live: Any, patch: Any) -> Any:
 
 @dataclass
 class Twin:
+    """The API twin; every change it makes reaches ``world`` at once, as a watch would deliver it."""
+
+    world: World = field(default_factory=World)
     deployments: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     profiles: dict[tuple[str, str], ProfileRecord] = field(default_factory=dict)
     applies: list[tuple[str, bool]] = field(default_factory=list)
@@ -67,16 +70,6 @@ class Twin:
     events: list[tuple[str, str, str]] = field(default_factory=list)
     fail_next: ApiError | None = None
     _rv: int = 100
-
-    # ---- World ----
-    def profile(self, namespace: str, name: str) -> ProfileRecord | None:
-        return self.profiles.get((namespace, name))
-
-    def profiles_in(self, namespace: str) -> Sequence[ProfileRecord]:
-        return [p for (ns, _), p in self.profiles.items() if ns == namespace]
-
-    def deployments_in(self, namespace: str) -> Sequence[DeploymentView]:
-        return [DeploymentView.from_body(d) for (ns, _), d in self.deployments.items() if ns == namespace]
 
     # ---- setup ----
     def add_deployment(self, body: dict[str, Any], manager: str = "kubectl-client-side-apply") -> None:
@@ -89,17 +82,40 @@ class Twin:
             "status", {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 1}
         )
         self.deployments[(meta["namespace"], meta["name"])] = body
+        self.world.put_deployment(DeploymentView.from_body(body))
 
-    def add_profile(self, namespace: str, name: str, spec: dict[str, Any], generation: int = 1) -> None:
+    def touch(self, namespace: str, name: str) -> None:
+        """Deliver the Deployment again after the test changed it in place."""
+        body = self.deployments[(namespace, name)]
+        body["metadata"]["resourceVersion"] = self._next_rv()
+        self.world.put_deployment(DeploymentView.from_body(body))
+
+    def delete_deployment(self, namespace: str, name: str) -> None:
+        del self.deployments[(namespace, name)]
+        self.world.remove_deployment(namespace, name)
+
+    def add_profile(
+        self, namespace: str, name: str, spec: dict[str, Any], generation: int = 1, uid: str = ""
+    ) -> None:
         old = self.profiles.get((namespace, name))
-        self.profiles[(namespace, name)] = ProfileRecord(
-            namespace=namespace,
-            name=name,
-            uid=f"uid-{name}",
-            generation=generation,
-            spec=spec,
-            status=dict(old.status) if old else {},
+        self._put_profile(
+            ProfileRecord(
+                namespace=namespace,
+                name=name,
+                uid=uid or f"uid-{name}",
+                generation=generation,
+                spec=spec,
+                status=dict(old.status) if old else {},
+            )
         )
+
+    def delete_profile(self, namespace: str, name: str) -> None:
+        del self.profiles[(namespace, name)]
+        self.world.remove_profile(namespace, name)
+
+    def _put_profile(self, record: ProfileRecord) -> None:
+        self.profiles[(record.namespace, record.name)] = record
+        self.world.put_profile(record)
 
     def _next_rv(self) -> str:
         self._rv += 1
@@ -112,6 +128,8 @@ class Twin:
         if self.fail_next is not None:
             error, self.fail_next = self.fail_next, None
             raise error
+        if key not in self.deployments:
+            raise ApiError(404, "NotFound", f"deployments.apps {key[1]!r} not found")
         live = self.deployments[key]
         wanted = fields_of(body)
         if not force:
@@ -144,35 +162,22 @@ class Twin:
         if changed:
             meta["resourceVersion"] = self._next_rv()
         self.deployments[key] = merged
+        self.world.put_deployment(DeploymentView.from_body(merged))
         return copy.deepcopy(merged)
 
     async def patch_profile_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         self.status_patches.append((name, dict(status)))
         record = self.profiles[(namespace, name)]
-        self.profiles[(namespace, name)] = ProfileRecord(
-            namespace=record.namespace,
-            name=record.name,
-            uid=record.uid,
-            generation=record.generation,
-            spec=record.spec,
-            status=dict(status),
+        self._put_profile(
+            ProfileRecord(
+                namespace=record.namespace,
+                name=record.name,
+                uid=record.uid,
+                generation=record.generation,
+                spec=record.spec,
+                status=dict(status),
+            )
         )
 
     async def post_event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
         self.events.append((ref.name, type_, reason))
-
-
-class TwinWorld:
-    """The reconciler's World view of the twin."""
-
-    def __init__(self, twin: Twin) -> None:
-        self.twin = twin
-
-    def profile(self, namespace: str, name: str) -> ProfileRecord | None:
-        return self.twin.profile(namespace, name)
-
-    def profiles(self, namespace: str) -> Sequence[ProfileRecord]:
-        return self.twin.profiles_in(namespace)
-
-    def deployments(self, namespace: str) -> Sequence[DeploymentView]:
-        return self.twin.deployments_in(namespace)

@@ -9,15 +9,22 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import API_GROUP, KIND
-from .engine import DeploymentView, Evaluation, evaluate, matches
-from .models import ServiceProfileSpec
+from .engine import DeploymentView, Evaluation, judge
+from .models import ServiceProfileSpec, Target
 
 
 @dataclass(frozen=True)
 class Finding:
+    """A Deployment under one profile that selects it: the same verdict the operator reaches."""
+
     profile: str
     deployment: str
-    evaluation: Evaluation
+    target: Target
+    evaluation: Evaluation | None  # None when the Deployment is Ambiguous
+
+    @property
+    def compliant(self) -> bool:
+        return self.target.compliant
 
 
 def audit(documents: Iterable[Mapping[str, Any]]) -> tuple[list[Finding], list[str]]:
@@ -44,9 +51,12 @@ def audit(documents: Iterable[Mapping[str, Any]]) -> tuple[list[Finding], list[s
         view = DeploymentView.from_body(
             {**doc, "metadata": {"namespace": "default", **(doc.get("metadata") or {})}}
         )
-        for namespace, name, spec in profiles:
-            if namespace == view.namespace and matches(spec.selector, view.labels):
-                findings.append(Finding(f"{namespace}/{name}", view.name, evaluate(spec, view)))
+        judgement = judge(
+            view, {name: spec for namespace, name, spec in profiles if namespace == view.namespace}
+        )
+        for name, target in sorted(judgement.targets.items()):
+            evaluation = judgement.evaluation if name == judgement.owner else None
+            findings.append(Finding(f"{view.namespace}/{name}", view.name, target, evaluation))
     return findings, errors
 
 
@@ -54,6 +64,11 @@ def render(findings: list[Finding], errors: list[str]) -> str:
     lines = [f"error: {e}" for e in errors]
     for f in findings:
         ev = f.evaluation
+        if ev is None:
+            lines.append(
+                f"{f.deployment} (profile {f.profile}): {f.target.state.lower()}: {f.target.message}"
+            )
+            continue
         state = (
             "compliant"
             if ev.compliant

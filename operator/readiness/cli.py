@@ -52,7 +52,7 @@ def audit_command(files: tuple[IO[str], ...]) -> None:
     click.echo(render(findings, errors))
     if errors:
         sys.exit(2)
-    if any(not f.evaluation.compliant for f in findings):
+    if any(not f.compliant for f in findings):
         sys.exit(1)
 
 

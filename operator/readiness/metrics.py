@@ -17,11 +17,14 @@ class Metrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.reconciles = Counter(
-            "readiness_reconciles", "Profile reconciles by result.", ["result"], registry=r
+            "readiness_reconciles",
+            "Reconciles by result: one per Deployment decided, invalid profiles apart.",
+            ["result"],
+            registry=r,
         )
         self.reconcile_seconds = Histogram(
             "readiness_reconcile_duration_seconds",
-            "Time to reconcile one profile.",
+            "Time to reconcile one Deployment (decision and apply).",
             registry=r,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
@@ -41,7 +44,11 @@ class Metrics:
             "readiness_api_errors", "Failed API calls by HTTP status code.", ["code"], registry=r
         )
         self.status_writes = Counter("readiness_status_writes", "ServiceProfile status patches.", registry=r)
-        self.queue_depth = Gauge("readiness_queue_depth", "Profiles waiting for a worker.", registry=r)
+        self.queue_depth = Gauge(
+            "readiness_queue_depth",
+            "Work items (Deployments, profile statuses) waiting for a worker.",
+            registry=r,
+        )
         self.workers_busy = Gauge("readiness_workers_busy", "Workers reconciling right now.", registry=r)
         self.workers = Gauge("readiness_workers", "Configured reconcile workers.", registry=r)
         self.targets = Gauge(

@@ -1,360 +1,179 @@
-"""gather -> compute -> apply -> status: the one entry point for a ServiceProfile.
+"""gather -> compute -> apply for one Deployment: the one entry point for per-Deployment work.
 
-Everything is recomputed from the profile and the observed Deployments each time
-(level-triggered); nothing read from our own status feeds the desired state.
+Everything is recomputed from the profiles of the Deployment's namespace and the Deployment as
+observed (level-triggered); nothing read from our own status feeds the decision. The verdicts
+go to the board, from which the status writer rebuilds each profile's status.
 """
 
 from __future__ import annotations
 
-import asyncio
-import datetime as dt
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 import structlog
-from pydantic import ValidationError
 
-from . import API_GROUP, API_VERSION, FIELD_MANAGER, KIND
-from .engine import DeploymentView, Evaluation, build_status, evaluate, matches, rollout_state
+from . import API_GROUP, API_VERSION, KIND
+from .board import Board, Entry
+from .engine import DeploymentView, Evaluation, judge, last_writers, target
+from .events import EventSink
 from .guard import FightGuard
 from .k8s import ApiError, Cluster, ObjectRef
 from .metrics import Metrics
-from .models import Conflict, ServiceProfileSpec, ServiceProfileStatus, Target, Violation
+from .models import Conflict, ServiceProfileSpec, Target
+from .models.status import TargetState
 from .tracing import tracer
+from .world import Context, Key, ProfileRecord, World
 
 log = structlog.get_logger("readiness.reconcile")
 
 
-@dataclass(frozen=True)
-class ProfileRecord:
-    """What the operator keeps of a ServiceProfile between events."""
-
-    namespace: str
-    name: str
-    uid: str
-    generation: int
-    spec: Mapping[str, Any]
-    status: Mapping[str, Any]
-    deleting: bool = False
-
-
-class World(Protocol):
-    """The observed cluster, as the watches last saw it (kopf indexes in production)."""
-
-    def profile(self, namespace: str, name: str) -> ProfileRecord | None: ...
-
-    def profiles(self, namespace: str) -> Sequence[ProfileRecord]: ...
-
-    def deployments(self, namespace: str) -> Sequence[DeploymentView]: ...
-
-
 @dataclass
 class Outcome:
-    applied: list[str] = field(default_factory=list)
-    status_written: bool = False
+    applied: bool = False
+    skipped: bool = False  # nothing the decision reads changed since the last one
     retry: bool = False
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    retry_after: float | None = None
+    changed: set[Key] = field(default_factory=set)  # profiles whose status this moved
 
 
 class Reconciler:
-    """Reconciles one profile at a time; the work queue guarantees no two run for one key."""
+    """Reconciles one Deployment at a time; the work queue guarantees no two run for one key."""
 
     def __init__(
         self,
         cluster: Cluster,
         world: World,
+        board: Board,
         metrics: Metrics,
+        events: EventSink,
         guard: FightGuard | None = None,
-        clock: Callable[[], str] = _now,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._cluster = cluster
         self._world = world
+        self._board = board
         self._metrics = metrics
+        self._events = events
         self._guard = guard or FightGuard()
-        self._clock = clock
         self._monotonic = monotonic
         # What our own writes produced, until the watch catches up (avoids re-applying from a stale view).
-        self._applied: dict[tuple[str, str], tuple[str, DeploymentView]] = {}
-        # The status we last wrote per profile, keyed with its uid: a re-created profile starts afresh.
-        self._written: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+        self._applied: dict[Key, DeploymentView] = {}
+        # What each Deployment's last final decision was made from.
+        self._decided: dict[Key, tuple[int, Context]] = {}
 
-    def forget(self, namespace: str, name: str) -> None:
-        """The profile is gone: drop its memory and metrics; Deployments stay as they are."""
-        self._written.pop((namespace, name), None)
-        self._metrics.forget_profile(namespace, name)
+    def settled(self, view: DeploymentView) -> bool:
+        """True when nothing the decision reads has changed since the last one."""
+        key = (view.namespace, view.name)
+        return self._decided.get(key) == (view.fingerprint, self._world.context(view.namespace))
 
-    def _forget_gone(self, namespace: str, names: set[str]) -> None:
-        """Drop what we remember of our writes to Deployments that no longer exist."""
-        for key in [k for k in self._applied if k[0] == namespace and k[1] not in names]:
-            del self._applied[key]
+    def forget_decisions(self) -> None:
+        """The next pass decides every Deployment afresh (the periodic resync)."""
+        self._decided.clear()
 
     def _observed(self, view: DeploymentView) -> DeploymentView:
+        """The Deployment as our last write left it, while the watch still shows older versions
+        (the controller-manager's status updates of the previous generation arrive after our
+        apply returned). A Deployment's generation only grows, so an older one is stale."""
         key = (view.namespace, view.name)
-        cached = self._applied.get(key)
-        if cached is None:
+        after = self._applied.get(key)
+        if after is None:
             return view
-        before, after = cached
-        if view.resource_version == before:
-            return after  # the watch has not delivered our own write yet
+        if view.generation < after.generation:
+            return after
         del self._applied[key]
         return view
 
     async def reconcile(self, namespace: str, name: str) -> Outcome:
+        key = (namespace, name)
+        view = self._world.deployment(namespace, name)
+        if view is None:
+            self._applied.pop(key, None)
+            self._decided.pop(key, None)
+            return Outcome(changed=self._board.record(namespace, name, {}))
+        view = self._observed(view)
+        if self.settled(view):
+            return Outcome(skipped=True)
         with tracer().start_as_current_span(
-            "reconcile", attributes={"k8s.namespace.name": namespace, "readiness.profile": name}
+            "reconcile", attributes={"k8s.namespace.name": namespace, "k8s.deployment.name": name}
         ):
-            return await self._reconcile(namespace, name)
+            started = self._monotonic()
+            outcome = await self._reconcile(view)
+            self._metrics.reconciles.labels("retry" if outcome.retry else "ok").inc()
+            self._metrics.reconcile_seconds.observe(self._monotonic() - started)
+            return outcome
 
-    async def _reconcile(self, namespace: str, name: str) -> Outcome:
-        started = self._monotonic()
-        bound = log.bind(namespace=namespace, profile=name)
+    async def _reconcile(self, view: DeploymentView) -> Outcome:
+        context = self._world.context(view.namespace)
+        specs = self._world.specs(view.namespace)
+        judgement = judge(view, {name: spec for name, (_, spec) in specs.items()})
+        targets: dict[str, Target] = dict(judgement.targets)
         outcome = Outcome()
-        record = self._world.profile(namespace, name)
-        if record is None or record.deleting:
-            self.forget(namespace, name)
-            return outcome
-        bound = bound.bind(generation=record.generation)
-        try:
-            spec = ServiceProfileSpec.model_validate(record.spec)
-        except ValidationError as error:
-            message = "; ".join(
-                f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()[:5]
-            )
-            status = build_status(
-                generation=record.generation,
-                targets=[],
-                previous=self._previous(record).conditions,
-                now=self._clock(),
-                degraded=("InvalidSpec", message),
-            )
-            outcome.status_written = await self._write_status(record, status, bound)
-            self._metrics.reconciles.labels("invalid").inc()
-            return outcome
-
-        others = self._other_specs(record)
-        targets: list[Target] = []
-        present = sorted(self._world.deployments(namespace), key=lambda d: d.name)
-        self._forget_gone(namespace, {d.name for d in present})
-        for raw in present:
-            if not matches(spec.selector, raw.labels):
-                continue
-            await asyncio.sleep(0)  # evaluation is CPU work: let kopf's watches breathe between targets
-            view = self._observed(raw)
-            rivals = [n for n, s in others if matches(s.selector, view.labels)]
-            if rivals:
-                targets.append(
-                    Target(
-                        name=view.name,
-                        compliant=False,
-                        state="Ambiguous",
-                        rollout=rollout_state(view),
-                        message=f"also selected by ServiceProfile {', '.join(rivals)}; neither applies",
-                    )
-                )
-                continue
-            target = await self._target(record, spec, view, outcome, bound)
-            targets.append(target)
-
-        status = build_status(
-            generation=record.generation,
-            targets=targets,
-            previous=self._previous(record).conditions,
-            now=self._clock(),
-        )
-        if outcome.applied:
-            await self._event(
-                ObjectRef(f"{API_GROUP}/{API_VERSION}", KIND, namespace, name, record.uid),
-                "Normal",
-                "Applied",
-                f"applied to {', '.join(outcome.applied)}",
-                bound,
-            )
-        await self._announce(record, status, bound)
-        outcome.status_written = await self._write_status(record, status, bound)
-        self._metrics.observe_profile(
-            namespace,
-            name,
-            [t.state for t in status.targets],
-            [v.check for t in status.targets for v in t.violations],
-            status.summary.score,
-        )
-        self._metrics.reconciles.labels("retry" if outcome.retry else "ok").inc()
-        self._metrics.reconcile_seconds.observe(self._monotonic() - started)
+        decided = view
+        owner, ev = judgement.owner, judgement.evaluation
+        if owner is not None and ev is not None:
+            record, spec = specs[owner]
+            if spec.mode == "Enforce" and ev.apply is not None and not ev.problems:
+                targets[owner], decided = await self._enforce(record, view, ev, outcome, spec)
+        entries = {name: Entry(specs[name][0].generation, t) for name, t in targets.items() if name in specs}
+        outcome.changed = self._board.record(view.namespace, view.name, entries)
+        if not outcome.retry:
+            self._decided[(view.namespace, view.name)] = (decided.fingerprint, context)
         return outcome
 
-    def _other_specs(self, record: ProfileRecord) -> list[tuple[str, ServiceProfileSpec]]:
-        found = []
-        for other in self._world.profiles(record.namespace):
-            if other.name == record.name or other.deleting:
-                continue
-            try:
-                found.append((other.name, ServiceProfileSpec.model_validate(other.spec)))
-            except ValidationError:
-                continue  # an invalid profile selects nothing
-        return found
-
-    async def _target(
+    async def _enforce(
         self,
         record: ProfileRecord,
-        spec: ServiceProfileSpec,
         view: DeploymentView,
+        ev: Evaluation,
         outcome: Outcome,
-        bound: Any,
-    ) -> Target:
-        ev = evaluate(spec, view)
-        if ev.problems or spec.mode == "Audit" or ev.apply is None:
-            return _target(view, ev)
+        spec: ServiceProfileSpec,
+    ) -> tuple[Target, DeploymentView]:
+        """The one server-side apply, unless a fight or the API says otherwise."""
         key = (view.namespace, view.name)
+        bound = log.bind(namespace=view.namespace, deployment=view.name, profile=record.name)
         now = self._monotonic()
         if self._guard.blocked(key, record.generation, now):
-            fighters = _last_writers(view)
-            return _target(
-                view,
-                ev,
-                state="Conflicted",
-                message=(
-                    f"another field manager ({', '.join(fighters) or 'unknown'}) keeps reverting this "
-                    f"Deployment; left alone after {self._guard.limit} corrections"
-                ),
-                extra=[Conflict(manager=m, field="spec.template") for m in fighters],
+            fighters = last_writers(view)
+            message = (
+                f"another field manager ({', '.join(fighters) or 'unknown'}) keeps reverting this "
+                f"Deployment; left alone after {self._guard.limit} corrections"
             )
+            extra = [Conflict(manager=m, field="spec.template") for m in fighters]
+            return target(view, ev, state="Conflicted", message=message, extra=extra), view
+        apply = ev.apply or {}
         try:
-            body = await self._cluster.apply_deployment(ev.apply, force=ev.force)
+            body = await self._cluster.apply_deployment(apply, force=ev.force)
         except ApiError as error:
             self._metrics.api_errors.labels(str(error.status)).inc()
             if error.conflict:
                 self._metrics.applies.labels("conflict").inc()
-                self._metrics.conflicts.inc()
                 conflicts = [Conflict(manager=c.manager or "unknown", field=c.field) for c in error.causes]
-                return _target(view, ev, state="Conflicted", message=error.message, extra=conflicts)
+                return target(view, ev, state="Conflicted", message=error.message, extra=conflicts), view
             self._metrics.applies.labels("error").inc()
-            bound.warning("apply_failed", deployment=view.name, code=error.status, error=error.message)
-            outcome.retry = outcome.retry or error.retryable
-            state = "Error" if error.retryable else "Invalid"
-            return _target(view, ev, state=state, message=f"apply failed: {error}")
+            bound.warning("apply_failed", code=error.status, error=error.message)
+            outcome.retry = error.retryable
+            outcome.retry_after = error.retry_after
+            state: TargetState = "Error" if error.retryable else "Invalid"
+            return target(view, ev, state=state, message=f"apply failed: {error}"), view
         self._metrics.applies.labels("applied").inc()
-        corrections = self._guard.record(key, record.generation, now)
-        if corrections > 1:
+        if self._guard.record(key, record.generation, now) > 1:
             self._metrics.drift_corrections.inc()
         after = DeploymentView.from_body(body)
-        self._applied[key] = (view.resource_version, after)
-        outcome.applied.append(view.name)
+        self._applied[key] = after
+        outcome.applied = True
+        self._board.note_applied(view.namespace, record.name, view.name)
         changed = after.generation != view.generation
-        bound.info(
-            "deployment_applied",
-            deployment=view.name,
-            checks=list(ev.changes),
-            rollout=changed,
-            force=ev.force,
-        )
+        bound.info("deployment_applied", checks=list(ev.changes), rollout=changed, force=ev.force)
         if changed:
-            await self._event(
+            self._events.post(
                 ObjectRef("apps/v1", "Deployment", view.namespace, view.name, view.uid),
                 "Normal",
                 "ProfileApplied",
                 f"ServiceProfile {record.name} set {', '.join(ev.changes)}",
-                bound,
             )
-        return _target(after, evaluate(spec, after))
-
-    def _previous(self, record: ProfileRecord) -> ServiceProfileStatus:
-        """The status last written: ours if the watch has not shown it yet (no duplicate events,
-        no moved lastTransitionTime), else what the cluster holds."""
-        uid, written = self._written.get((record.namespace, record.name), ("", {}))
-        raw = (written if uid == record.uid else None) or record.status or {}
-        try:
-            return ServiceProfileStatus.model_validate(raw)
-        except ValidationError:
-            return ServiceProfileStatus()
-
-    async def _announce(self, record: ProfileRecord, status: ServiceProfileStatus, bound: Any) -> None:
-        """Events for what a person must act on, once per change of a target's state."""
-        before = {t.name: t.state for t in self._previous(record).targets}
-        ref = ObjectRef(f"{API_GROUP}/{API_VERSION}", KIND, record.namespace, record.name, record.uid)
-        for target in status.targets:
-            if before.get(target.name) == target.state:
-                continue
-            if target.state in ("Conflicted", "Ambiguous", "Invalid"):
-                if target.state == "Conflicted":
-                    self._metrics.conflicts.inc()
-                await self._event(ref, "Warning", target.state, f"{target.name}: {target.message}", bound)
-            elif target.state == "Compliant" and target.name in before:
-                await self._event(ref, "Normal", "Compliant", f"{target.name} is compliant", bound)
-
-    async def _event(self, ref: ObjectRef, type_: str, reason: str, message: str, bound: Any) -> None:
-        try:
-            await self._cluster.post_event(ref, type_, reason, message)
-        except ApiError as error:  # an event is worth a log line, never a failed reconcile
-            self._metrics.api_errors.labels(str(error.status)).inc()
-            bound.warning("event_failed", reason=reason, error=error.message)
-
-    async def _write_status(self, record: ProfileRecord, status: ServiceProfileStatus, bound: Any) -> bool:
-        wanted = status.model_dump(mode="json", by_alias=True, exclude_none=True)
-        key = (record.namespace, record.name)
-        if _same_status(record.status, wanted) or self._written.get(key) == (record.uid, wanted):
-            return False
-        try:
-            await self._cluster.patch_profile_status(record.namespace, record.name, wanted)
-        except ApiError as error:
-            self._metrics.api_errors.labels(str(error.status)).inc()
-            if error.status == 404:
-                return False  # deleted meanwhile
-            raise
-        self._written[key] = (record.uid, wanted)
-        self._metrics.status_writes.inc()
-        bound.info("status_written", matched=status.summary.matched, compliant=status.summary.compliant)
-        return True
+        return judge(after, {record.name: spec}).targets[record.name], after
 
 
-def _same_status(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
-    try:
-        parsed = ServiceProfileStatus.model_validate(current or {})
-    except ValidationError:
-        return False
-    return parsed.model_dump(mode="json", by_alias=True, exclude_none=True) == wanted
-
-
-def _last_writers(view: DeploymentView) -> list[str]:
-    spec_writers = [
-        e for e in view.managed if e.manager != FIELD_MANAGER and not e.subresource and "f:spec" in e.fields
-    ]
-    spec_writers.sort(key=lambda e: e.time, reverse=True)
-    return [e.manager for e in spec_writers[:2]]
-
-
-def _target(
-    view: DeploymentView,
-    ev: Evaluation,
-    state: str | None = None,
-    message: str = "",
-    extra: Sequence[Conflict] = (),
-) -> Target:
-    conflicts = [*ev.conflicts, *[c for c in extra if c not in ev.conflicts]]
-    violations: list[Violation] = [*ev.problems, *ev.violations]
-    if state is None:
-        if ev.problems:
-            state, message = "Invalid", "; ".join(p.message for p in ev.problems)
-        elif conflicts:
-            state = "Conflicted"
-            message = "fields owned by another manager: " + ", ".join(
-                f"{c.field} ({c.manager})" for c in conflicts[:5]
-            )
-        elif violations:
-            state, message = "Violating", f"{len(violations)} violation(s)"
-        else:
-            state = "Compliant"
-    return Target(
-        name=view.name,
-        compliant=state == "Compliant",
-        state=state,
-        rollout=rollout_state(view),
-        message=message,
-        violations=violations,
-        conflicts=conflicts,
-    )
+def profile_ref(record: ProfileRecord) -> ObjectRef:
+    return ObjectRef(f"{API_GROUP}/{API_VERSION}", KIND, record.namespace, record.name, record.uid)

@@ -19,7 +19,13 @@ class Settings(BaseSettings):
     resync_seconds: float = Field(
         default=300.0, ge=5, description="Periodic re-check of every profile, as a backstop to watches."
     )
-    workers: int = Field(default=4, ge=1, le=64, description="Profiles reconciled concurrently.")
+    workers: int = Field(
+        default=16,
+        ge=1,
+        le=128,
+        description="Deployments reconciled concurrently: at most this many server-side applies in flight "
+        "(never two for one Deployment).",
+    )
     metrics_port: int = Field(default=9090, ge=0, le=65535, description="Port of /metrics (0 disables).")
     health_port: int = Field(
         default=8080, ge=0, le=65535, description="Port of /healthz and /readyz (0 disables)."

@@ -2,7 +2,7 @@
 
 A key queued several times before a worker takes it runs once; a key queued while it
 is being worked on runs once more afterwards, so the last event is never lost and one
-profile is never reconciled by two workers at once.
+object is never reconciled by two workers at once.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ class WorkQueue(Generic[K]):
         self._dirty: set[K] = set()
         self._timers: set[asyncio.TimerHandle] = set()
         self._held: set[K] = set()
+        self._throttled: set[K] = set()
+        self._started: dict[K, float] = {}
         self._metrics = metrics
         self._idle = asyncio.Event()
         self._idle.set()
@@ -68,8 +70,37 @@ class WorkQueue(Generic[K]):
         handle = loop.call_later(delay, release)
         self._timers.add(handle)
 
+    def add_throttled(self, key: K, every: float) -> None:
+        """Queue ``key`` no sooner than ``every`` seconds after its last run started; requests in
+        between coalesce into that one run (a status written at most about once a second)."""
+        if self.closed or key in self._throttled or key in self._pending:
+            return
+        loop = asyncio.get_running_loop()
+        last = self._started.get(key)
+        delay = 0.0 if last is None else last + every - loop.time()
+        self._started.setdefault(key, float("-inf"))  # from now on its runs are timed
+        if delay <= 0 and key not in self._active:
+            self.add(key)
+            return
+        self._throttled.add(key)
+        handle: asyncio.TimerHandle
+
+        def fire() -> None:
+            self._timers.discard(handle)
+            self._throttled.discard(key)
+            self.add(key)
+
+        handle = loop.call_later(max(delay, 0.0), fire)
+        self._timers.add(handle)
+
+    def forget(self, key: K) -> None:
+        """``key`` will not come back (its object is gone): drop its timing."""
+        self._started.pop(key, None)
+
     async def get(self) -> K:
         key = await self._queue.get()
+        if key in self._started:
+            self._started[key] = asyncio.get_running_loop().time()
         self._pending.discard(key)
         self._active.add(key)
         self._idle.clear()
@@ -95,6 +126,10 @@ class WorkQueue(Generic[K]):
         for handle in self._timers:
             handle.cancel()
         self._timers.clear()
+
+    def queued(self, key: K) -> bool:
+        """True when ``key`` waits for a worker."""
+        return key in self._pending
 
     @property
     def depth(self) -> int:

@@ -38,3 +38,22 @@ def test_audit_passes_compliant_manifests_and_rejects_bad_profiles() -> None:
     bad = CliRunner().invoke(main, ["audit", "-"], input=PROFILE % "loud")
     assert bad.exit_code == 2
     assert "ServiceProfile shop/p" in bad.output
+
+
+def test_audit_and_operator_agree_on_a_deployment_two_profiles_select() -> None:
+    deployments = (EXAMPLES / "10-deployments.yaml").read_text()
+    payments = "\n---\n".join(d for d in deployments.split("\n---\n") if "name: payments" in d)
+    rival = (PROFILE % "info").replace("name: p,", "name: q,")
+    result = CliRunner().invoke(
+        main, ["audit", "-"], input=f"{payments}\n---\n{PROFILE % 'info'}\n---\n{rival}"
+    )
+    assert result.exit_code == 1, result.output
+    assert (
+        "payments (profile shop/p): ambiguous: also selected by ServiceProfile q; neither applies"
+        in result.output
+    )
+    assert (
+        "payments (profile shop/q): ambiguous: also selected by ServiceProfile p; neither applies"
+        in result.output
+    )
+    assert "finding(s)" not in result.output, "no contradictory findings: neither profile applies"

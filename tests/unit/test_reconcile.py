@@ -1,16 +1,20 @@
-"""The reconciler against the in-memory API twin: writes, status and events, counted."""
+"""Per-Deployment reconciles and status writes against the in-memory API twin, counted."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
-from tests.twin import Twin, TwinWorld
+from tests.twin import Twin
 
+from readiness.board import Board
+from readiness.events import EventSink
 from readiness.guard import FightGuard
 from readiness.k8s import ApiError, FieldCause
 from readiness.metrics import Metrics
-from readiness.reconcile import Reconciler
+from readiness.reconcile import Outcome, Reconciler
+from readiness.statuswriter import StatusWriter
 
 NS = "shop"
 PROFILE = {
@@ -39,39 +43,98 @@ def deployment(name: str = "api", app: str = "api") -> dict[str, Any]:
     }
 
 
+class Operator:
+    """The reconciler and the status writer over one twin, driven by hand: every Deployment of
+    the namespace once, then every profile's status (what the controller's queue does)."""
+
+    def __init__(self, twin: Twin, guard: FightGuard | None = None, patience: float = 0.0) -> None:
+        self.twin = twin
+        self.metrics = Metrics()
+        self.board = Board()
+        self.events = EventSink(twin, self.metrics)
+        self.reconciler = Reconciler(twin, twin.world, self.board, self.metrics, self.events, guard)
+        self.writer = StatusWriter(
+            twin,
+            twin.world,
+            self.board,
+            self.metrics,
+            self.events,
+            clock=lambda: "2026-01-01T00:00:00Z",
+            patience=patience,
+        )
+        self.status_writes = 0
+
+    async def converge(self) -> list[Outcome]:
+        outcomes = [await self.reconciler.reconcile(ns, name) for ns, name in sorted(self.twin.deployments)]
+        before = len(self.twin.status_patches)
+        for ns, name in sorted({*self.twin.profiles, *self._gone}):
+            await self.writer.flush(ns, name)
+        self.status_writes = len(self.twin.status_patches) - before
+        await self.events.drain()
+        return outcomes
+
+    @property
+    def _gone(self) -> set[tuple[str, str]]:
+        return {(ns, p) for ns, _ in self.twin.deployments for p in ("p", "q")} - set(self.twin.profiles)
+
+    def status(self, name: str = "p") -> dict[str, Any]:
+        return dict(self.twin.profiles[(NS, name)].status)
+
+
 @pytest.fixture
 def twin() -> Twin:
     return Twin()
 
 
-def reconciler(twin: Twin, guard: FightGuard | None = None) -> Reconciler:
-    return Reconciler(twin, TwinWorld(twin), Metrics(), guard, clock=lambda: "2026-01-01T00:00:00Z")
-
-
 async def test_one_apply_then_nothing(twin: Twin) -> None:
     twin.add_deployment(deployment())
     twin.add_profile(NS, "p", PROFILE)
-    r = reconciler(twin)
-    first = await r.reconcile(NS, "p")
-    assert first.applied == ["api"]
+    op = Operator(twin)
+    first = await op.converge()
+    assert [o.applied for o in first] == [True]
     assert twin.deployments[(NS, "api")]["metadata"]["generation"] == 2
-    status = twin.profiles[(NS, "p")].status
-    assert status["summary"] == {"matched": 1, "compliant": 1, "score": 100}
-    assert [(e[0], e[2]) for e in twin.events] == [("api", "ProfileApplied"), ("p", "Applied")]
+    assert op.status()["summary"] == {"matched": 1, "compliant": 1, "score": 100}
+    assert sorted((e[0], e[2]) for e in twin.events) == [("api", "ProfileApplied"), ("p", "Applied")]
 
-    second = await r.reconcile(NS, "p")
-    assert second.applied == []
-    assert not second.status_written
+    second = await op.converge()
+    assert [o.skipped for o in second] == [True], "nothing the decision reads changed"
     assert len(twin.applies) == 1
     assert len(twin.status_patches) == 1
+    op.reconciler.forget_decisions()  # a resync decides again, and still writes nothing
+    third = await op.converge()
+    assert [(o.skipped, o.applied) for o in third] == [(False, False)]
+    assert len(twin.applies) == 1
+    assert len(twin.status_patches) == 1
+
+
+async def test_a_status_only_update_costs_no_decision(twin: Twin) -> None:
+    twin.add_deployment(deployment())
+    twin.add_profile(NS, "p", PROFILE)
+    op = Operator(twin)
+    await op.converge()
+    body = twin.deployments[(NS, "api")]
+    body["status"] = {"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 0}
+    body["metadata"]["managedFields"].append(
+        {"manager": "kube-controller-manager", "operation": "Update", "subresource": "status", "fieldsV1": {}}
+    )
+    twin.touch(NS, "api")
+    view = twin.world.deployment(NS, "api")
+    assert view is not None
+    assert op.reconciler.settled(view)
+    body["metadata"]["labels"]["tier"] = "web"  # a label is something a selector reads
+    twin.touch(NS, "api")
+    view = twin.world.deployment(NS, "api")
+    assert view is not None
+    assert not op.reconciler.settled(view)
 
 
 async def test_audit_reports_without_writing(twin: Twin) -> None:
     twin.add_deployment(deployment())
     twin.add_profile(NS, "p", {**PROFILE, "mode": "Audit"})
-    await reconciler(twin).reconcile(NS, "p")
+    op = Operator(twin)
+    await op.converge()
     assert twin.applies == []
-    target = twin.profiles[(NS, "p")].status["targets"][0]
+    target = op.status()["targets"][0]
     assert target["state"] == "Violating"
     assert {v["check"] for v in target["violations"]} == {
         "probes.readiness.missing",
@@ -86,46 +149,55 @@ async def test_server_conflict_becomes_a_conflicted_target(twin: Twin) -> None:
         field='spec.template.spec.containers[name="app"].readinessProbe', message="x", manager="helm"
     )
     twin.fail_next = ApiError(409, "Conflict", "Apply failed with 1 conflict", [cause])
-    outcome = await reconciler(twin).reconcile(NS, "p")
-    assert not outcome.retry
-    target = twin.profiles[(NS, "p")].status["targets"][0]
+    op = Operator(twin)
+    outcomes = await op.converge()
+    assert not outcomes[0].retry
+    target = op.status()["targets"][0]
     assert target["state"] == "Conflicted"
     assert target["conflicts"][0]["manager"] == "helm"
     assert ("p", "Warning", "Conflicted") in twin.events
+    assert op.metrics.registry.get_sample_value("readiness_conflicts_total") == 1.0, "counted once"
 
 
 async def test_transient_api_error_is_retried_and_reported(twin: Twin) -> None:
     twin.add_deployment(deployment())
     twin.add_profile(NS, "p", PROFILE)
     twin.fail_next = ApiError(503, "ServiceUnavailable", "etcd leader changed")
-    outcome = await reconciler(twin).reconcile(NS, "p")
-    assert outcome.retry
-    status = twin.profiles[(NS, "p")].status
+    op = Operator(twin)
+    outcomes = await op.converge()
+    assert outcomes[0].retry
+    status = op.status()
     assert status["targets"][0]["state"] == "Error"
     degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
     assert (degraded["status"], degraded["reason"]) == ("True", "ApiError")
+    retried = await op.converge()
+    assert retried[0].applied, "an error is not a settled decision"
 
 
-async def test_ambiguous_targets_are_never_written(twin: Twin) -> None:
+async def test_ambiguous_targets_are_never_written_until_a_rival_goes(twin: Twin) -> None:
     twin.add_deployment(deployment())
     twin.add_profile(NS, "p", PROFILE)
     twin.add_profile(NS, "q", {"selector": {"matchLabels": {"app": "api"}}, "logging": {"level": "info"}})
-    r = reconciler(twin)
-    await r.reconcile(NS, "p")
-    await r.reconcile(NS, "q")
+    op = Operator(twin)
+    await op.converge()
     assert twin.applies == []
     for name, rival in (("p", "q"), ("q", "p")):
-        target = twin.profiles[(NS, name)].status["targets"][0]
+        target = op.status(name)["targets"][0]
         assert target["state"] == "Ambiguous"
         assert rival in target["message"]
+    twin.delete_profile(NS, "q")
+    await op.converge()
+    assert len(twin.applies) == 1
+    assert op.status()["targets"][0]["state"] == "Compliant", "no stale Ambiguous"
 
 
 async def test_invalid_spec_is_degraded_not_crashed(twin: Twin) -> None:
     twin.add_deployment(deployment())
     twin.add_profile(NS, "p", {"selector": {"matchLabels": {"app": "api"}}, "mode": "Sometimes"})
-    await reconciler(twin).reconcile(NS, "p")
+    op = Operator(twin)
+    await op.converge()
     assert twin.applies == []
-    degraded = next(c for c in twin.profiles[(NS, "p")].status["conditions"] if c["type"] == "Degraded")
+    degraded = next(c for c in op.status()["conditions"] if c["type"] == "Degraded")
     assert degraded["reason"] == "InvalidSpec"
     assert "spec.mode" in degraded["message"]
 
@@ -133,39 +205,32 @@ async def test_invalid_spec_is_degraded_not_crashed(twin: Twin) -> None:
 async def test_fight_guard_stops_after_the_limit(twin: Twin) -> None:
     twin.add_deployment(deployment())
     twin.add_profile(NS, "p", PROFILE)
-    r = reconciler(twin, FightGuard(limit=2, window=600))
+    op = Operator(twin, FightGuard(limit=2, window=600))
     for _ in range(4):
-        await r.reconcile(NS, "p")
-        container = twin.deployments[(NS, "api")]["spec"]["template"]["spec"]["containers"][0]
-        container.pop("readinessProbe", None)  # someone keeps removing it
-        twin.deployments[(NS, "api")]["metadata"]["resourceVersion"] += "x"
+        await op.converge()
+        body = twin.deployments[(NS, "api")]
+        body["spec"]["template"]["spec"]["containers"][0].pop(
+            "readinessProbe", None
+        )  # someone keeps removing it
+        body["metadata"]["generation"] += 1
+        twin.touch(NS, "api")
     assert len(twin.applies) == 3, "the first apply plus two corrections"
-    assert twin.profiles[(NS, "p")].status["targets"][0]["state"] == "Conflicted"
+    assert op.status()["targets"][0]["state"] == "Conflicted"
     twin.add_profile(NS, "p", {**PROFILE, "logging": {"level": "info"}}, generation=2)
-    await r.reconcile(NS, "p")
+    await op.converge()
     assert len(twin.applies) == 4, "a changed profile is enforced again"
 
 
 async def test_deleted_profile_forgets_metrics(twin: Twin) -> None:
     twin.add_deployment(deployment())
     twin.add_profile(NS, "p", PROFILE)
-    metrics = Metrics()
-    r = Reconciler(twin, TwinWorld(twin), metrics, clock=lambda: "2026-01-01T00:00:00Z")
-    await r.reconcile(NS, "p")
-    assert (
-        metrics.registry.get_sample_value(
-            "readiness_profile_compliance_ratio", {"namespace": NS, "profile": "p"}
-        )
-        == 1.0
-    )
-    del twin.profiles[(NS, "p")]
-    await r.reconcile(NS, "p")
-    assert (
-        metrics.registry.get_sample_value(
-            "readiness_profile_compliance_ratio", {"namespace": NS, "profile": "p"}
-        )
-        is None
-    )
+    op = Operator(twin)
+    await op.converge()
+    sample = {"namespace": NS, "profile": "p"}
+    assert op.metrics.registry.get_sample_value("readiness_profile_compliance_ratio", sample) == 1.0
+    twin.delete_profile(NS, "p")
+    await op.converge()
+    assert op.metrics.registry.get_sample_value("readiness_profile_compliance_ratio", sample) is None
     assert len(twin.applies) == 1
 
 
@@ -173,15 +238,55 @@ async def test_a_stale_view_of_our_own_status_posts_no_duplicate_warning(twin: T
     twin.add_deployment(deployment())
     twin.add_profile(NS, "p", PROFILE)
     cause = FieldCause(field="spec.template.spec.containers[app].readinessProbe", message="x", manager="helm")
-    r = reconciler(twin)
+    op = Operator(twin)
     twin.fail_next = ApiError(409, "Conflict", "conflict", [cause])
-    await r.reconcile(NS, "p")
+    await op.converge()
     stale = twin.profiles[(NS, "p")]
-    twin.profiles[(NS, "p")] = type(stale)(**{**stale.__dict__, "status": {}})  # the watch lags behind
+    twin.world.put_profile(type(stale)(**{**stale.__dict__, "status": {}}))  # the watch lags behind
+    op.reconciler.forget_decisions()
     twin.fail_next = ApiError(409, "Conflict", "conflict", [cause])
-    await r.reconcile(NS, "p")
+    await op.converge()
     assert [e for e in twin.events if e[2] == "Conflicted"] == [("p", "Warning", "Conflicted")]
     assert len(twin.status_patches) == 1
+
+
+async def test_status_waits_for_undecided_deployments(twin: Twin) -> None:
+    for name in ("a", "b"):
+        twin.add_deployment(deployment(name))
+    twin.add_profile(NS, "p", PROFILE)
+    op = Operator(twin, patience=60)
+    await op.reconciler.reconcile(NS, "a")
+    assert await op.writer.flush(NS, "p"), "b is not decided yet: come back"
+    assert twin.status_patches == []
+    await op.reconciler.reconcile(NS, "b")
+    assert not await op.writer.flush(NS, "p")
+    assert op.status()["summary"] == {"matched": 2, "compliant": 2, "score": 100}
+    assert len(twin.status_patches) == 1
+
+
+async def test_a_deleted_deployment_leaves_the_status(twin: Twin) -> None:
+    for name in ("a", "b"):
+        twin.add_deployment(deployment(name))
+    twin.add_profile(NS, "p", PROFILE)
+    op = Operator(twin)
+    await op.converge()
+    twin.delete_deployment(NS, "b")
+    await op.reconciler.reconcile(NS, "b")
+    await op.converge()
+    assert [t["name"] for t in op.status()["targets"]] == ["a"]
+    assert op.status()["summary"]["matched"] == 1
+
+
+async def test_many_deployments_one_status_write_and_one_applied_event(twin: Twin) -> None:
+    for i in range(30):
+        twin.add_deployment(deployment(f"api-{i:02}"))
+    twin.add_profile(NS, "p", PROFILE)
+    op = Operator(twin)
+    await op.converge()
+    assert len(twin.applies) == 30
+    assert op.status_writes == 1
+    applied = [e for e in twin.events if e[2] == "Applied"]
+    assert applied == [("p", "Normal", "Applied")]
 
 
 def test_status_stays_small_for_very_large_profiles() -> None:
@@ -209,11 +314,26 @@ def test_status_stays_small_for_very_large_profiles() -> None:
 async def test_a_recreated_profile_gets_its_status_even_if_identical(twin: Twin) -> None:
     twin.add_deployment(deployment())
     twin.add_profile(NS, "p", PROFILE)
-    r = reconciler(twin)
-    await r.reconcile(NS, "p")
+    op = Operator(twin)
+    await op.converge()
     old = twin.profiles[(NS, "p")]
     # Deleted and created again while this replica saw no DELETED event (paused, say).
-    twin.profiles[(NS, "p")] = type(old)(**{**old.__dict__, "uid": "uid-new", "status": {}})
-    outcome = await r.reconcile(NS, "p")
-    assert outcome.status_written
-    assert twin.profiles[(NS, "p")].status["summary"]["compliant"] == 1
+    twin._put_profile(type(old)(**{**old.__dict__, "uid": "uid-new", "status": {}}))
+    await op.converge()
+    assert op.status_writes == 1
+    assert op.status()["summary"]["compliant"] == 1
+
+
+async def test_a_stale_version_after_our_apply_is_not_applied_again(twin: Twin) -> None:
+    twin.add_deployment(deployment())
+    twin.add_profile(NS, "p", PROFILE)
+    before = twin.world.deployment(NS, "api")
+    op = Operator(twin)
+    await op.converge()
+    assert before is not None
+    # The controller-manager's status update of the old generation, delivered after our apply.
+    stale = dataclasses.replace(before, resource_version="9999")
+    twin.world.put_deployment(stale)
+    outcome = await op.reconciler.reconcile(NS, "api")
+    assert not outcome.applied
+    assert len(twin.applies) == 1

@@ -6,16 +6,21 @@ No framework, no API client, no clock: an import-linter contract keeps it so.
 from .evaluate import Evaluation, evaluate
 from .selector import matches
 from .status import build_status, rollout_state, summarize
+from .verdict import Judgement, judge, last_writers, target
 from .view import DeploymentView, ManagedEntry, RolloutStatus
 
 __all__ = [
     "DeploymentView",
     "Evaluation",
+    "Judgement",
     "ManagedEntry",
     "RolloutStatus",
     "build_status",
     "evaluate",
+    "judge",
+    "last_writers",
     "matches",
     "rollout_state",
     "summarize",
+    "target",
 ]

@@ -12,8 +12,7 @@ from .view import DeploymentView
 def rollout_state(view: DeploymentView) -> Rollout:
     """Where the Deployment's own rollout stands, as `kubectl rollout status` would say."""
     status = view.status
-    progressing = next((c for c in status.conditions if c.get("type") == "Progressing"), None)
-    if progressing and progressing.get("reason") == "ProgressDeadlineExceeded":
+    if status.progressing_reason == "ProgressDeadlineExceeded":
         return "Failed"
     if status.observed_generation < view.generation:
         return "Progressing"

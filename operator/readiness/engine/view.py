@@ -1,7 +1,8 @@
-"""The slice of a Deployment the engine reads: what the index keeps, nothing more."""
+"""The slice of a Deployment the engine reads: what the operator keeps, nothing more."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -37,12 +38,13 @@ class ManagedEntry:
 
 @dataclass(frozen=True)
 class RolloutStatus:
+    """What `kubectl rollout status` reads; nothing else of .status is kept."""
+
     observed_generation: int = 0
     replicas: int = 0
     updated_replicas: int = 0
-    ready_replicas: int = 0
     available_replicas: int = 0
-    conditions: tuple[Mapping[str, Any], ...] = ()
+    progressing_reason: str = ""  # reason of the Progressing condition
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,18 @@ class DeploymentView:
     replicas: int = 1
     status: RolloutStatus = RolloutStatus()
 
+    @cached_property
+    def fingerprint(self) -> int:
+        """Changes whenever anything the engine decides from changes, and only then.
+
+        A Deployment's generation moves with every spec change; labels and field ownership
+        live in metadata and are hashed as they are. Status, resourceVersion and the times in
+        managedFields are left out: the controller-manager's status updates cost no evaluation.
+        """
+        owners = [(e.manager, e.operation, e.fields) for e in self.managed]
+        digest = json.dumps([sorted(self.labels.items()), owners], separators=(",", ":"))
+        return hash((self.uid, self.generation, digest))
+
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> DeploymentView:
         """Project an apps/v1 Deployment (as the API returns it) onto the view."""
@@ -70,6 +84,9 @@ class DeploymentView:
         tmeta = template.get("metadata") or {}
         tspec = template.get("spec") or {}
         status = body.get("status") or {}
+        progressing = next(
+            (c for c in status.get("conditions") or () if c.get("type") == "Progressing"), None
+        )
         return cls(
             namespace=str(meta.get("namespace", "")),
             name=str(meta.get("name", "")),
@@ -81,23 +98,23 @@ class DeploymentView:
             template_annotations=dict(tmeta.get("annotations") or {}),
             termination_grace_period_seconds=tspec.get("terminationGracePeriodSeconds"),
             containers=tuple(dict(c) for c in tspec.get("containers") or ()),
+            # Entries of the status subresource own only .status: no decision reads them.
             managed=tuple(
                 ManagedEntry(
                     manager=str(m.get("manager", "")),
                     operation=str(m.get("operation", "")),
                     fields=m.get("fieldsV1") or {},
-                    subresource=str(m.get("subresource", "")),
                     time=str(m.get("time", "")),
                 )
                 for m in meta.get("managedFields") or ()
+                if not m.get("subresource")
             ),
             replicas=int(spec["replicas"]) if spec.get("replicas") is not None else 1,
             status=RolloutStatus(
                 observed_generation=int(status.get("observedGeneration") or 0),
                 replicas=int(status.get("replicas") or 0),
                 updated_replicas=int(status.get("updatedReplicas") or 0),
-                ready_replicas=int(status.get("readyReplicas") or 0),
                 available_replicas=int(status.get("availableReplicas") or 0),
-                conditions=tuple(dict(c) for c in status.get("conditions") or ()),
+                progressing_reason=str((progressing or {}).get("reason") or ""),
             ),
         )

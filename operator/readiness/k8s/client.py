@@ -49,13 +49,27 @@ class Cluster(Protocol):
     async def post_event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None: ...
 
 
-def load_api_client() -> k8s.ApiClient:
-    """KUBECONFIG (or ~/.kube/config) when present, else the in-cluster service account."""
+def load_api_client(connections: int = 10) -> k8s.ApiClient:
+    """KUBECONFIG (or ~/.kube/config) when present, else the in-cluster service account.
+
+    ``connections`` sizes urllib3's pool: as many as calls may be in flight, so no call
+    waits for, or throws away, a connection.
+    """
+    configuration = k8s.Configuration()
     try:
-        k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
+        k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     except k8s_config.ConfigException:
-        k8s_config.load_kube_config()  # type: ignore[no-untyped-call]
-    return k8s.ApiClient()
+        k8s_config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    configuration.connection_pool_maxsize = connections
+    return k8s.ApiClient(configuration)
+
+
+def _retry_after(exc: ApiException) -> float | None:
+    value = (exc.headers or {}).get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: the apiserver sends seconds
 
 
 def _error(exc: Exception) -> ApiError:
@@ -79,31 +93,54 @@ def _error(exc: Exception) -> ApiError:
             reason=str(body.get("reason") or exc.reason or ""),
             message=str(body.get("message") or exc.reason or ""),
             causes=causes,
+            retry_after=_retry_after(exc),
         )
     return ApiError(status=0, reason=type(exc).__name__, message=str(exc))
 
 
 class KubernetesCluster:
-    """``Cluster`` over the official client."""
+    """``Cluster`` over the official client.
 
-    def __init__(self, api_client: k8s.ApiClient, workers: int, timeout: float = 30.0) -> None:
+    A 429 (the apiserver's priority and fairness says "too many") pauses every call of this
+    client for the Retry-After it names, then the call is tried again, up to ``throttle_retries``
+    times: the operator slows down to what the apiserver grants instead of failing work.
+    """
+
+    def __init__(
+        self,
+        api_client: k8s.ApiClient,
+        workers: int,
+        timeout: float = 30.0,
+        throttle_retries: int = 3,
+        max_pause: float = 30.0,
+    ) -> None:
         self._apps = k8s.AppsV1Api(api_client)
         self._custom = k8s.CustomObjectsApi(api_client)
         self._core = k8s.CoreV1Api(api_client)
         self._crds = k8s.ApiextensionsV1Api(api_client)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="k8s-api")
         self._timeout = timeout
+        self._throttle_retries = throttle_retries
+        self._max_pause = max_pause
+        self._resume_at = 0.0  # loop time before which no call is sent (after a 429)
         self._tracer = tracer()
 
     async def _call(self, fn: Callable[[], T], name: str = "api") -> T:
         loop = asyncio.get_running_loop()
         with self._tracer.start_as_current_span(f"k8s.{name}") as span:
-            try:
-                return await loop.run_in_executor(self._pool, fn)
-            except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
-                error = _error(exc)
-                span.set_attribute("http.response.status_code", error.status)
-                raise error from exc
+            for attempt in range(self._throttle_retries + 1):
+                if (pause := self._resume_at - loop.time()) > 0:
+                    await asyncio.sleep(pause)
+                try:
+                    return await loop.run_in_executor(self._pool, fn)
+                except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+                    error = _error(exc)
+                    span.set_attribute("http.response.status_code", error.status)
+                    if error.status != 429 or attempt == self._throttle_retries:
+                        raise error from exc
+                    wait = min(self._max_pause, error.retry_after if error.retry_after is not None else 1.0)
+                    self._resume_at = max(self._resume_at, loop.time() + wait)
+            raise AssertionError("unreachable")  # the loop returns or raises
 
     async def apply_deployment(self, body: Mapping[str, Any], *, force: bool) -> dict[str, Any]:
         meta = body["metadata"]

@@ -20,6 +20,7 @@ class ApiError(Exception):
     reason: str
     message: str
     causes: list[FieldCause] = field(default_factory=list)
+    retry_after: float | None = None  # seconds, from a 429's (or 503's) Retry-After header
 
     def __str__(self) -> str:
         return f"{self.status} {self.reason}: {self.message}"

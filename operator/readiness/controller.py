@@ -1,0 +1,189 @@
+"""The controller loop: watch events become keys; workers turn keys into reconciles.
+
+One door: every event, deletions included, only updates the world and queues keys.
+- A Deployment key reconciles that one Deployment against the profiles of its namespace.
+  An event that changes nothing the decision reads (the controller-manager's status updates,
+  resourceVersion bumps) queues nothing: at most the rollout column of its targets moves.
+- A profile change fans out to every Deployment of its namespace (those it selects now, and
+  those it selected before); a decision that does not change costs one comparison.
+- A ServiceProfile key rebuilds that profile's status from the per-Deployment verdicts; it is
+  queued at most about once a second per profile, so a thousand Deployments settling cost a
+  handful of status writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+
+from .board import Board
+from .engine import DeploymentView, rollout_state
+from .k8s import ApiError
+from .peering import PeeringGate
+from .reconcile import Reconciler
+from .statuswriter import StatusWriter
+from .workqueue import WorkQueue
+from .world import Key, ProfileRecord, World
+
+log = structlog.get_logger("readiness.controller")
+
+DEPLOYMENT = "Deployment"
+PROFILE = "ServiceProfile"
+WorkKey = tuple[str, str, str]  # (kind, namespace, name)
+# A new profile waits this long before it applies, so that profiles applied together
+# (one `kubectl apply -f dir/`) are all known before any of them decides it is alone.
+SETTLE_SECONDS = 1.0
+# A profile's status is rebuilt at most this often while its Deployments move.
+STATUS_EVERY = 1.0
+
+
+class Controller:
+    def __init__(
+        self,
+        world: World,
+        board: Board,
+        reconciler: Reconciler,
+        writer: StatusWriter,
+        queue: WorkQueue[WorkKey],
+        gate: PeeringGate,
+        settle: float = SETTLE_SECONDS,
+        status_every: float = STATUS_EVERY,
+    ) -> None:
+        self._world = world
+        self._board = board
+        self._reconciler = reconciler
+        self._writer = writer
+        self._queue = queue
+        self._gate = gate
+        self._settle = settle
+        self._status_every = status_every
+        # What each profile asked for when its namespace last fanned out.
+        self._identities: dict[Key, tuple[str, int, bool]] = {}
+        self._settle_timers: dict[str, asyncio.TimerHandle] = {}
+
+    # ---- from the watches (kopf handlers) ----
+    def index_deployment(self, body: Mapping[str, Any]) -> None:
+        """Every Deployment as it is listed or changes: kopf indexes them all before any handler
+        runs, so the world is whole before the first decision."""
+        self._world.put_deployment(DeploymentView.from_body(body))
+
+    def index_profile(self, body: Mapping[str, Any]) -> None:
+        self._world.put_profile(ProfileRecord.from_body(body))
+
+    def deployment_event(self, type_: str | None, namespace: str, name: str) -> None:
+        if type_ == "DELETED":
+            self._world.remove_deployment(namespace, name)
+            self._queue.add((DEPLOYMENT, namespace, name))
+            return
+        view = self._world.deployment(namespace, name)
+        if view is None:
+            return
+        if self._reconciler.settled(view):
+            for key in self._board.rollout(namespace, name, rollout_state(view)):
+                self.status(key)
+            return
+        self._queue.add((DEPLOYMENT, namespace, name))
+
+    def profile_event(self, type_: str | None, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        if type_ == "DELETED":
+            self._world.remove_profile(namespace, name)
+        record = self._world.profile(namespace, name)
+        identity = record.identity if record is not None else None
+        if identity != self._identities.get(key):
+            if identity is None:
+                self._identities.pop(key, None)
+            else:
+                self._identities[key] = identity
+            if type_ == "ADDED" and record is not None and not record.deleting:
+                self._hold(namespace, name)
+            else:
+                self.fan_out(namespace)
+        self.status(key)
+
+    # ---- scheduling ----
+    def status(self, key: Key) -> None:
+        self._queue.add_throttled((PROFILE, *key), self._status_every)
+
+    def fan_out(self, namespace: str) -> None:
+        """Every Deployment and every profile status of the namespace, once more."""
+        for deployment in self._world.deployments(namespace):
+            self._queue.add((DEPLOYMENT, namespace, deployment.name))
+        for record in self._world.profiles(namespace):
+            self.status((namespace, record.name))
+
+    def _hold(self, namespace: str, name: str) -> None:
+        """Keep a new profile out of every decision until its namespace has had no new profile
+        for ``settle`` seconds; then release them all at once."""
+        self._world.hold(namespace, name)
+        timer = self._settle_timers.pop(namespace, None)
+        if timer is not None:
+            timer.cancel()
+
+        def release() -> None:
+            self._settle_timers.pop(namespace, None)
+            self._world.release(namespace)
+            self.fan_out(namespace)
+
+        self._settle_timers[namespace] = asyncio.get_running_loop().call_later(self._settle, release)
+
+    def resync(self) -> None:
+        """Decide everything afresh: a backstop for whatever a watch or a timer missed."""
+        self._reconciler.forget_decisions()
+        for namespace, name in self._world.all_deployments():
+            self._queue.add((DEPLOYMENT, namespace, name))
+        for key in self._world.all_profiles():
+            self.status(key)
+
+    def close(self) -> None:
+        for timer in self._settle_timers.values():
+            timer.cancel()
+        self._settle_timers.clear()
+
+    # ---- the workers' side ----
+    async def work(self, key: WorkKey) -> bool:
+        """One key; True asks for a retry with backoff."""
+        kind, namespace, name = key
+        try:
+            if not await self._gate.active(namespace):
+                return False  # another replica is active; it does the work
+            if kind == DEPLOYMENT:
+                outcome = await self._reconciler.reconcile(namespace, name)
+                for profile in outcome.changed:
+                    self.status(profile)
+                if self._world.deployment(namespace, name) is None:
+                    self._queue.forget(key)
+                return outcome.retry
+            if await self._writer.flush(namespace, name):
+                self.status((namespace, name))  # some Deployments are not decided yet
+            if self._world.profile(namespace, name) is None:
+                self._queue.forget(key)
+        except ApiError as error:
+            log.warning("work_failed", kind=kind, namespace=namespace, name=name, error=str(error))
+            return True
+        return False
+
+
+class Resync:
+    """Runs the controller's resync every ``period`` seconds."""
+
+    def __init__(self, controller: Controller, period: float) -> None:
+        self._controller, self._period = controller, period
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="resync")
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _loop(self) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            while True:
+                await asyncio.sleep(self._period)
+                self._controller.resync()

@@ -1,0 +1,182 @@
+"""A profile's status, rebuilt from the board's per-Deployment verdicts and written only when
+it changed; the profile's own Events and per-profile metrics go with it.
+
+The controller calls ``flush`` at most about once a second per profile while its Deployments
+move, and once more when they settle.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+
+from .board import Board
+from .engine import build_status, matches
+from .events import EventSink
+from .k8s import ApiError, Cluster
+from .metrics import Metrics
+from .models import ServiceProfileStatus, Target
+from .reconcile import profile_ref
+from .world import Key, ProfileRecord, World
+
+log = structlog.get_logger("readiness.status")
+# How many Deployments the profile's Applied event names before it counts the rest.
+NAMED_IN_EVENT = 20
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class StatusWriter:
+    def __init__(
+        self,
+        cluster: Cluster,
+        world: World,
+        board: Board,
+        metrics: Metrics,
+        events: EventSink,
+        clock: Callable[[], str] = _now,
+        monotonic: Callable[[], float] = time.monotonic,
+        patience: float = 10.0,
+    ) -> None:
+        self._cluster = cluster
+        self._world = world
+        self._board = board
+        self._metrics = metrics
+        self._events = events
+        self._clock = clock
+        self._monotonic = monotonic
+        # How long a status may wait for Deployments not yet decided before it is written anyway.
+        self._patience = patience
+        # The status we last wrote per profile, keyed with its uid: a re-created profile starts afresh.
+        self._written: dict[Key, tuple[str, dict[str, Any]]] = {}
+        # The state of each target as last announced, so an Event marks a change, once.
+        self._announced: dict[Key, dict[str, str]] = {}
+        self._waiting_since: dict[Key, float] = {}
+
+    def forget(self, namespace: str, name: str) -> None:
+        """The profile is gone: drop its memory and metrics; Deployments stay as they are."""
+        key = (namespace, name)
+        self._written.pop(key, None)
+        self._announced.pop(key, None)
+        self._waiting_since.pop(key, None)
+        self._board.forget_profile(namespace, name)
+        self._metrics.forget_profile(namespace, name)
+
+    async def flush(self, namespace: str, name: str) -> bool:
+        """Write the profile's status if it changed. True when some matched Deployment is not
+        decided yet under this generation: call again shortly."""
+        key = (namespace, name)
+        record = self._world.profile(namespace, name)
+        if record is None or record.deleting:
+            self.forget(namespace, name)
+            return False
+        bound = log.bind(namespace=namespace, profile=name, generation=record.generation)
+        previous = self._previous(record)
+        spec = record.parsed
+        if isinstance(spec, str):
+            status = build_status(
+                generation=record.generation,
+                targets=[],
+                previous=previous.conditions,
+                now=self._clock(),
+                degraded=("InvalidSpec", spec),
+            )
+            await self._write(record, status, bound)
+            self._metrics.reconciles.labels("invalid").inc()
+            return False
+
+        selected = {d.name for d in self._world.deployments(namespace) if matches(spec.selector, d.labels)}
+        known = {
+            deployment: entry.target
+            for deployment, entry in self._board.targets(namespace, name).items()
+            if entry.generation == record.generation and deployment in selected
+        }
+        if len(known) < len(selected):
+            since = self._waiting_since.setdefault(key, self._monotonic())
+            if self._monotonic() - since < self._patience:
+                return True
+        else:
+            self._waiting_since.pop(key, None)
+        targets = list(known.values())
+        status = build_status(
+            generation=record.generation, targets=targets, previous=previous.conditions, now=self._clock()
+        )
+        self._announce_applied(record)
+        self._announce(record, previous, targets)
+        await self._write(record, status, bound)
+        self._metrics.observe_profile(
+            namespace,
+            name,
+            [t.state for t in targets],
+            [v.check for t in targets for v in t.violations],
+            status.summary.score,
+        )
+        return len(known) < len(selected)
+
+    def _previous(self, record: ProfileRecord) -> ServiceProfileStatus:
+        """The status last written: ours if the watch has not shown it yet (no duplicate events,
+        no moved lastTransitionTime), else what the cluster holds."""
+        uid, written = self._written.get((record.namespace, record.name), ("", {}))
+        raw = (written if uid == record.uid else None) or record.status or {}
+        try:
+            return ServiceProfileStatus.model_validate(raw)
+        except ValidationError:
+            return ServiceProfileStatus()
+
+    def _announce_applied(self, record: ProfileRecord) -> None:
+        names = self._board.take_applied(record.namespace, record.name)
+        if not names:
+            return
+        shown = ", ".join(sorted(names)[:NAMED_IN_EVENT])
+        more = f" and {len(names) - NAMED_IN_EVENT} more" if len(names) > NAMED_IN_EVENT else ""
+        self._events.post(profile_ref(record), "Normal", "Applied", f"applied to {shown}{more}")
+
+    def _announce(self, record: ProfileRecord, previous: ServiceProfileStatus, targets: list[Target]) -> None:
+        """Events for what a person must act on, once per change of a target's state."""
+        key = (record.namespace, record.name)
+        before = self._announced.get(key)
+        if before is None:  # first look since start-up: what the cluster shows was announced
+            before = {t.name: t.state for t in previous.targets}
+        ref = profile_ref(record)
+        for target in sorted(targets, key=lambda t: t.name):
+            if before.get(target.name) == target.state:
+                continue
+            if target.state in ("Conflicted", "Ambiguous", "Invalid"):
+                if target.state == "Conflicted":
+                    self._metrics.conflicts.inc()
+                self._events.post(ref, "Warning", target.state, f"{target.name}: {target.message}")
+            elif target.state == "Compliant" and target.name in before:
+                self._events.post(ref, "Normal", "Compliant", f"{target.name} is compliant")
+        self._announced[key] = {t.name: t.state for t in targets}
+
+    async def _write(self, record: ProfileRecord, status: ServiceProfileStatus, bound: Any) -> bool:
+        wanted = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+        key = (record.namespace, record.name)
+        if self._written.get(key) == (record.uid, wanted) or _same_status(record.status, wanted):
+            return False
+        try:
+            await self._cluster.patch_profile_status(record.namespace, record.name, wanted)
+        except ApiError as error:
+            self._metrics.api_errors.labels(str(error.status)).inc()
+            if error.status == 404:
+                return False  # deleted meanwhile
+            raise
+        self._written[key] = (record.uid, wanted)
+        self._metrics.status_writes.inc()
+        bound.info("status_written", matched=status.summary.matched, compliant=status.summary.compliant)
+        return True
+
+
+def _same_status(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    try:
+        parsed = ServiceProfileStatus.model_validate(current or {})
+    except ValidationError:
+        return False
+    return parsed.model_dump(mode="json", by_alias=True, exclude_none=True) == wanted

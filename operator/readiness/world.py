@@ -1,0 +1,155 @@
+"""The observed cluster as the watches last showed it: Deployments and ServiceProfiles.
+
+The kopf handlers fill it; the reconciler and the status writer read it. Plain dictionaries,
+so a test can fill one by hand and a lookup by name is O(1) at any fleet size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from pydantic import ValidationError
+
+from .engine import DeploymentView
+from .models import ServiceProfileSpec
+
+# (namespace, name) of a ServiceProfile or a Deployment.
+Key = tuple[str, str]
+# What a decision about a Deployment depends on besides the Deployment: every valid profile of
+# its namespace, by (name, uid, generation). Any profile change makes it differ.
+Context = tuple[tuple[str, str, int], ...]
+
+
+@dataclass(frozen=True)
+class ProfileRecord:
+    """What the operator keeps of a ServiceProfile between events."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    spec: Mapping[str, Any]
+    status: Mapping[str, Any]
+    deleting: bool = False
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> ProfileRecord:
+        meta = body.get("metadata") or {}
+        return cls(
+            namespace=str(meta.get("namespace", "")),
+            name=str(meta.get("name", "")),
+            uid=str(meta.get("uid", "")),
+            generation=int(meta.get("generation") or 0),
+            spec=dict(body.get("spec") or {}),
+            status=dict(body.get("status") or {}),
+            deleting=bool(meta.get("deletionTimestamp")),
+        )
+
+    @cached_property
+    def parsed(self) -> ServiceProfileSpec | str:
+        """The validated spec, or a message naming what is wrong (parsed once per version)."""
+        try:
+            return ServiceProfileSpec.model_validate(self.spec)
+        except ValidationError as error:
+            return "; ".join(
+                f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()[:5]
+            )
+
+    @property
+    def identity(self) -> tuple[str, int, bool]:
+        """Changes when what the profile asks for changes; a status update leaves it alone."""
+        return (self.uid, self.generation, self.deleting)
+
+
+class World:
+    """Deployments and profiles by namespace and name."""
+
+    def __init__(self) -> None:
+        self._deployments: dict[str, dict[str, DeploymentView]] = {}
+        self._profiles: dict[str, dict[str, ProfileRecord]] = {}
+        self._specs: dict[str, dict[str, tuple[ProfileRecord, ServiceProfileSpec]]] = {}
+        self._held: dict[str, set[str]] = {}  # new profiles not applied yet, by namespace
+
+    # ---- Deployments ----
+    def put_deployment(self, view: DeploymentView) -> DeploymentView | None:
+        """Store ``view``; return the one it replaces."""
+        store = self._deployments.setdefault(view.namespace, {})
+        old = store.get(view.name)
+        store[view.name] = view
+        return old
+
+    def remove_deployment(self, namespace: str, name: str) -> DeploymentView | None:
+        store = self._deployments.get(namespace, {})
+        old = store.pop(name, None)
+        if not store:
+            self._deployments.pop(namespace, None)
+        return old
+
+    def deployment(self, namespace: str, name: str) -> DeploymentView | None:
+        return self._deployments.get(namespace, {}).get(name)
+
+    def deployments(self, namespace: str) -> list[DeploymentView]:
+        return list(self._deployments.get(namespace, {}).values())
+
+    def all_deployments(self) -> Iterator[Key]:
+        for namespace, store in list(self._deployments.items()):
+            for name in list(store):
+                yield namespace, name
+
+    # ---- ServiceProfiles ----
+    def put_profile(self, record: ProfileRecord) -> ProfileRecord | None:
+        store = self._profiles.setdefault(record.namespace, {})
+        old = store.get(record.name)
+        store[record.name] = record
+        if old is None or old.identity != record.identity:
+            self._specs.pop(record.namespace, None)
+        return old
+
+    def remove_profile(self, namespace: str, name: str) -> ProfileRecord | None:
+        store = self._profiles.get(namespace, {})
+        old = store.pop(name, None)
+        if not store:
+            self._profiles.pop(namespace, None)
+        self._specs.pop(namespace, None)
+        return old
+
+    def profile(self, namespace: str, name: str) -> ProfileRecord | None:
+        return self._profiles.get(namespace, {}).get(name)
+
+    def profiles(self, namespace: str) -> list[ProfileRecord]:
+        return list(self._profiles.get(namespace, {}).values())
+
+    def all_profiles(self) -> Iterator[Key]:
+        for namespace, store in list(self._profiles.items()):
+            for name in list(store):
+                yield namespace, name
+
+    def hold(self, namespace: str, name: str) -> None:
+        """Leave a new profile out of every decision until ``release``."""
+        self._held.setdefault(namespace, set()).add(name)
+        self._specs.pop(namespace, None)
+
+    def release(self, namespace: str) -> None:
+        self._held.pop(namespace, None)
+        self._specs.pop(namespace, None)
+
+    def specs(self, namespace: str) -> Mapping[str, tuple[ProfileRecord, ServiceProfileSpec]]:
+        """The valid, live profiles of a namespace: the ones that can select a Deployment.
+        An invalid profile selects nothing; a profile being deleted no longer applies; a new one
+        applies once it is released."""
+        cached = self._specs.get(namespace)
+        if cached is None:
+            held = self._held.get(namespace, set())
+            cached = {
+                r.name: (r, r.parsed)
+                for r in self.profiles(namespace)
+                if not r.deleting and r.name not in held and isinstance(r.parsed, ServiceProfileSpec)
+            }
+            self._specs[namespace] = cached
+        return cached
+
+    def context(self, namespace: str) -> Context:
+        return tuple(sorted((n, r.uid, r.generation) for n, (r, _) in self.specs(namespace).items()))

@@ -1,0 +1,219 @@
+"""The controller: which events queue which work, bounded concurrent applies, throttled status."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import itertools
+import json
+from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+from tests.twin import Twin
+from tests.unit.test_reconcile import NS, PROFILE, deployment
+
+from readiness.board import Board
+from readiness.controller import DEPLOYMENT, Controller, WorkKey
+from readiness.events import EventSink
+from readiness.k8s import ApiError
+from readiness.k8s.client import KubernetesCluster
+from readiness.metrics import Metrics
+from readiness.peering import PeeringGate
+from readiness.reconcile import Reconciler
+from readiness.statuswriter import StatusWriter
+from readiness.workqueue import Workers, WorkQueue
+
+
+class SlowTwin(Twin):
+    """Applies take a while, so that concurrency shows; records what was in flight."""
+
+    in_flight: set[str]
+    most_in_flight: int
+    overlapping: int
+
+    async def apply_deployment(self, body: Any, *, force: bool) -> dict[str, Any]:
+        name = body["metadata"]["name"]
+        if name in self.in_flight:
+            self.overlapping += 1
+        self.in_flight.add(name)
+        self.most_in_flight = max(self.most_in_flight, len(self.in_flight))
+        await asyncio.sleep(0.01)
+        try:
+            return await super().apply_deployment(body, force=force)
+        finally:
+            self.in_flight.discard(name)
+
+
+def build(twin: Twin, workers: int = 8) -> tuple[Controller, WorkQueue[WorkKey], Workers[WorkKey], Metrics]:
+    metrics = Metrics()
+    board = Board()
+    events = EventSink(twin, metrics)
+    queue: WorkQueue[WorkKey] = WorkQueue(metrics)
+    controller = Controller(
+        twin.world,
+        board,
+        Reconciler(twin, twin.world, board, metrics, events),
+        StatusWriter(twin, twin.world, board, metrics, events, patience=30),
+        queue,
+        PeeringGate(None, me="me", priority=1, clusterwide=True),
+        settle=0.05,
+        status_every=0.2,
+    )
+    return controller, queue, Workers(queue, controller.work, workers), metrics
+
+
+def slow_twin() -> SlowTwin:
+    twin = SlowTwin()
+    twin.in_flight, twin.most_in_flight, twin.overlapping = set(), 0, 0
+    return twin
+
+
+async def settle(queue: WorkQueue[WorkKey], seconds: float = 1.0) -> None:
+    """Let the workers, timers and throttles run for ``seconds``."""
+    await asyncio.sleep(seconds)
+
+
+async def test_a_profile_fans_out_and_applies_run_concurrently_but_never_twice_for_one() -> None:
+    twin = slow_twin()
+    for i in range(40):
+        twin.add_deployment(deployment(f"api-{i:02}"))
+    controller, queue, workers, _ = build(twin, workers=8)
+    workers.start()
+    twin.add_profile(NS, "p", PROFILE)
+    controller.profile_event("ADDED", NS, "p")
+    await settle(queue, 1.5)
+    await workers.stop(1)
+    assert len(twin.applies) == 40, "one apply per Deployment"
+    assert twin.overlapping == 0
+    assert 1 < twin.most_in_flight <= 8
+    status = twin.profiles[(NS, "p")].status
+    assert status["summary"] == {"matched": 40, "compliant": 40, "score": 100}
+    assert len(twin.status_patches) <= 3, "throttled, not one write per Deployment"
+
+
+async def test_status_only_events_queue_nothing_and_a_spec_change_queues_one() -> None:
+    twin = Twin()
+    for name in ("a", "b"):
+        twin.add_deployment(deployment(name))
+    controller, queue, workers, _ = build(twin)
+    twin.add_profile(NS, "p", PROFILE)
+    controller.profile_event(None, NS, "p")  # listed at start-up: no settling
+    assert queue.queued((DEPLOYMENT, NS, "a"))
+    assert queue.queued((DEPLOYMENT, NS, "b"))
+    workers.start()
+    await settle(queue, 0.6)
+    applies = len(twin.applies)
+    body = twin.deployments[(NS, "a")]
+    body["status"]["availableReplicas"] = 0  # the controller-manager's status update
+    twin.touch(NS, "a")
+    controller.deployment_event("MODIFIED", NS, "a")
+    assert not queue.queued((DEPLOYMENT, NS, "a")), "no decision for a status-only update"
+    await settle(queue, 0.5)
+    target = next(t for t in twin.profiles[(NS, "p")].status["targets"] if t["name"] == "a")
+    assert target["rollout"] == "Progressing", "the rollout column still follows"
+    body["spec"]["template"]["spec"]["containers"][0].pop("readinessProbe")
+    body["metadata"]["generation"] += 1
+    twin.touch(NS, "a")
+    controller.deployment_event("MODIFIED", NS, "a")
+    assert queue.queued((DEPLOYMENT, NS, "a"))
+    await settle(queue, 0.5)
+    await workers.stop(1)
+    assert len(twin.applies) == applies + 1, "the drift is corrected once"
+
+
+async def test_profiles_applied_together_never_apply_alone() -> None:
+    twin = Twin()
+    twin.add_deployment(deployment())
+    controller, queue, workers, _ = build(twin)
+    workers.start()
+    twin.add_profile(NS, "p", PROFILE)
+    controller.profile_event("ADDED", NS, "p")
+    await asyncio.sleep(0.02)
+    controller.deployment_event("MODIFIED", NS, "api")  # an event while p settles
+    twin.add_profile(NS, "q", {"selector": {"matchLabels": {"app": "api"}}})
+    controller.profile_event("ADDED", NS, "q")
+    await settle(queue, 0.8)
+    await workers.stop(1)
+    assert twin.applies == []
+    assert twin.profiles[(NS, "p")].status["targets"][0]["state"] == "Ambiguous"
+
+
+async def test_deletions_go_through_the_queue() -> None:
+    twin = Twin()
+    twin.add_deployment(deployment())
+    controller, queue, workers, metrics = build(twin)
+    twin.add_profile(NS, "p", PROFILE)
+    controller.profile_event(None, NS, "p")
+    workers.start()
+    await settle(queue, 0.5)
+    twin.delete_deployment(NS, "api")
+    controller.deployment_event("DELETED", NS, "api")
+    await settle(queue, 0.5)
+    assert twin.profiles[(NS, "p")].status["summary"]["matched"] == 0
+    twin.delete_profile(NS, "p")
+    controller.profile_event("DELETED", NS, "p")
+    await settle(queue, 0.5)
+    await workers.stop(1)
+    sample = {"namespace": NS, "profile": "p"}
+    assert metrics.registry.get_sample_value("readiness_profile_compliance_ratio", sample) is None
+
+
+async def test_throttled_keys_coalesce_and_wait() -> None:
+    queue: WorkQueue[str] = WorkQueue()
+    runs: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def work(key: str) -> bool:
+        runs.append(loop.time())
+        return False
+
+    workers: Workers[str] = Workers(queue, work, count=2)
+    workers.start()
+    for _ in range(50):
+        queue.add_throttled("p", 0.3)
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.5)
+    await workers.stop(1)
+    assert 2 <= len(runs) <= 3, runs
+    assert all(b - a >= 0.29 for a, b in itertools.pairwise(runs))
+
+
+class FakeApps:
+    def __init__(self, failures: int, retry_after: str) -> None:
+        self.calls = 0
+        self.failures = failures
+        self.retry_after = retry_after
+
+    def patch_namespaced_deployment(self, name: str, namespace: str, body: Any, **_: Any) -> Any:
+        self.calls += 1
+        if self.calls <= self.failures:
+            error = ApiException(status=429, reason="Too Many Requests")
+            error.headers = {"Retry-After": self.retry_after}
+            error.body = json.dumps({"reason": "TooManyRequests", "message": "too many requests"})
+            raise error
+
+        class Response:
+            data = json.dumps({"metadata": {"name": name, "namespace": namespace}}).encode()
+
+        return Response()
+
+
+async def test_a_429_pauses_for_retry_after_then_the_call_succeeds() -> None:
+    from kubernetes import client as k8s
+
+    cluster = KubernetesCluster(k8s.ApiClient(), workers=2, throttle_retries=3)
+    fake = FakeApps(failures=2, retry_after="0.05")
+    cluster._apps = fake  # type: ignore[assignment]
+    body = {"metadata": {"name": "api", "namespace": NS}}
+    result = await cluster.apply_deployment(copy.deepcopy(body), force=False)
+    assert result["metadata"]["name"] == "api"
+    assert fake.calls == 3
+
+    stubborn = FakeApps(failures=10, retry_after="0")
+    cluster._apps = stubborn  # type: ignore[assignment]
+    with pytest.raises(ApiError) as caught:
+        await cluster.apply_deployment(body, force=False)
+    assert (caught.value.status, caught.value.retry_after, caught.value.retryable) == (429, 0.0, True)
+    assert stubborn.calls == 4, "tried once and retried three times"
+    cluster.close()
