@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from readiness.engine import DeploymentView
 from readiness.engine.fields import flatten, is_missing, lookup
 from readiness.k8s import ApiError, FieldCause, ObjectRef
 from readiness.world import ProfileRecord, World
@@ -82,13 +81,13 @@ class Twin:
             "status", {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 1}
         )
         self.deployments[(meta["namespace"], meta["name"])] = body
-        self.world.put_deployment(DeploymentView.from_body(body))
+        self.world.put_deployment(body)
 
     def touch(self, namespace: str, name: str) -> None:
         """Deliver the Deployment again after the test changed it in place."""
         body = self.deployments[(namespace, name)]
         body["metadata"]["resourceVersion"] = self._next_rv()
-        self.world.put_deployment(DeploymentView.from_body(body))
+        self.world.put_deployment(body)
 
     def delete_deployment(self, namespace: str, name: str) -> None:
         del self.deployments[(namespace, name)]
@@ -162,7 +161,7 @@ class Twin:
         if changed:
             meta["resourceVersion"] = self._next_rv()
         self.deployments[key] = merged
-        self.world.put_deployment(DeploymentView.from_body(merged))
+        self.world.put_deployment(merged)
         return copy.deepcopy(merged)
 
     async def patch_profile_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:

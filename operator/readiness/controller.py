@@ -21,7 +21,6 @@ from typing import Any
 import structlog
 
 from .board import Board
-from .engine import DeploymentView, rollout_state
 from .k8s import ApiError
 from .peering import PeeringGate
 from .reconcile import Reconciler
@@ -69,7 +68,7 @@ class Controller:
     def index_deployment(self, body: Mapping[str, Any]) -> None:
         """Every Deployment as it is listed or changes: kopf indexes them all before any handler
         runs, so the world is whole before the first decision."""
-        self._world.put_deployment(DeploymentView.from_body(body))
+        self._world.put_deployment(body)
 
     def index_profile(self, body: Mapping[str, Any]) -> None:
         self._world.put_profile(ProfileRecord.from_body(body))
@@ -79,11 +78,11 @@ class Controller:
             self._world.remove_deployment(namespace, name)
             self._queue.add((DEPLOYMENT, namespace, name))
             return
-        view = self._world.deployment(namespace, name)
-        if view is None:
-            return
-        if self._reconciler.settled(view):
-            for key in self._board.rollout(namespace, name, rollout_state(view)):
+        stored = self._world.stored(namespace, name)
+        if stored is None or self._reconciler.stale(namespace, stored):
+            return  # our own write is on its way; its event decides
+        if self._reconciler.settled(namespace, stored):
+            for key in self._board.rollout(namespace, name, stored.rollout):
                 self.status(key)
             return
         self._queue.add((DEPLOYMENT, namespace, name))
@@ -155,7 +154,7 @@ class Controller:
                 outcome = await self._reconciler.reconcile(namespace, name)
                 for profile in outcome.changed:
                     self.status(profile)
-                if self._world.deployment(namespace, name) is None:
+                if self._world.stored(namespace, name) is None:
                     self._queue.forget(key)
                 return outcome.retry
             if await self._writer.flush(namespace, name):

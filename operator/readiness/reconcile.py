@@ -23,7 +23,7 @@ from .metrics import Metrics
 from .models import Conflict, ServiceProfileSpec, Target
 from .models.status import TargetState
 from .tracing import tracer
-from .world import Context, Key, ProfileRecord, World
+from .world import Context, Key, ProfileRecord, StoredDeployment, World
 
 log = structlog.get_logger("readiness.reconcile")
 
@@ -57,48 +57,47 @@ class Reconciler:
         self._events = events
         self._guard = guard or FightGuard()
         self._monotonic = monotonic
-        # What our own writes produced, until the watch catches up (avoids re-applying from a stale view).
-        self._applied: dict[Key, DeploymentView] = {}
+        # The generation our last apply produced, until the watch shows it.
+        self._wrote: dict[Key, int] = {}
         # What each Deployment's last final decision was made from.
         self._decided: dict[Key, tuple[int, Context]] = {}
 
-    def settled(self, view: DeploymentView) -> bool:
+    def stale(self, namespace: str, stored: StoredDeployment) -> bool:
+        """True while the watch still shows a version older than our own last write (the
+        controller-manager's status updates of the previous generation arrive after our apply
+        returned): deciding on it would apply again. A Deployment's generation only grows."""
+        key = (namespace, stored.name)
+        wrote = self._wrote.get(key)
+        if wrote is None:
+            return False
+        if stored.generation < wrote:
+            return True
+        del self._wrote[key]
+        return False
+
+    def settled(self, namespace: str, stored: StoredDeployment) -> bool:
         """True when nothing the decision reads has changed since the last one."""
-        key = (view.namespace, view.name)
-        return self._decided.get(key) == (view.fingerprint, self._world.context(view.namespace))
+        key = (namespace, stored.name)
+        return self._decided.get(key) == (stored.fingerprint, self._world.context(namespace))
 
     def forget_decisions(self) -> None:
         """The next pass decides every Deployment afresh (the periodic resync)."""
         self._decided.clear()
 
-    def _observed(self, view: DeploymentView) -> DeploymentView:
-        """The Deployment as our last write left it, while the watch still shows older versions
-        (the controller-manager's status updates of the previous generation arrive after our
-        apply returned). A Deployment's generation only grows, so an older one is stale."""
-        key = (view.namespace, view.name)
-        after = self._applied.get(key)
-        if after is None:
-            return view
-        if view.generation < after.generation:
-            return after
-        del self._applied[key]
-        return view
-
     async def reconcile(self, namespace: str, name: str) -> Outcome:
         key = (namespace, name)
-        view = self._world.deployment(namespace, name)
-        if view is None:
-            self._applied.pop(key, None)
+        stored = self._world.stored(namespace, name)
+        if stored is None:
+            self._wrote.pop(key, None)
             self._decided.pop(key, None)
             return Outcome(changed=self._board.record(namespace, name, {}))
-        view = self._observed(view)
-        if self.settled(view):
+        if self.stale(namespace, stored) or self.settled(namespace, stored):
             return Outcome(skipped=True)
         with tracer().start_as_current_span(
             "reconcile", attributes={"k8s.namespace.name": namespace, "k8s.deployment.name": name}
         ):
             started = self._monotonic()
-            outcome = await self._reconcile(view)
+            outcome = await self._reconcile(stored.view())
             self._metrics.reconciles.labels("retry" if outcome.retry else "ok").inc()
             self._metrics.reconcile_seconds.observe(self._monotonic() - started)
             return outcome
@@ -160,7 +159,8 @@ class Reconciler:
         if self._guard.record(key, record.generation, now) > 1:
             self._metrics.drift_corrections.inc()
         after = DeploymentView.from_body(body)
-        self._applied[key] = after
+        if after.generation != view.generation:
+            self._wrote[key] = after.generation
         outcome.applied = True
         self._board.note_applied(view.namespace, record.name, view.name)
         changed = after.generation != view.generation

@@ -6,6 +6,7 @@ so a test can fill one by hand and a lookup by name is O(1) at any fleet size.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -13,8 +14,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .engine import DeploymentView
+from .engine import DeploymentView, rollout_state
 from .models import ServiceProfileSpec
+from .models.status import Rollout
 
 # (namespace, name) of a ServiceProfile or a Deployment.
 Key = tuple[str, str]
@@ -64,34 +66,68 @@ class ProfileRecord:
         return (self.uid, self.generation, self.deleting)
 
 
+@dataclass(frozen=True, slots=True)
+class StoredDeployment:
+    """A Deployment as the world keeps it: what every watch event is checked against, and the
+    engine's slice of the object packed as JSON (a fifth of the memory of the parsed form),
+    unpacked only when a decision is due."""
+
+    name: str
+    labels: Mapping[str, str]
+    generation: int
+    fingerprint: int
+    rollout: Rollout
+    packed: bytes
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> StoredDeployment:
+        essentials = DeploymentView.essentials(body)
+        view = DeploymentView.from_body(essentials)
+        return cls(
+            name=view.name,
+            labels=view.labels,
+            generation=view.generation,
+            fingerprint=view.fingerprint,
+            rollout=rollout_state(view),
+            packed=json.dumps(essentials, separators=(",", ":")).encode(),
+        )
+
+    def view(self) -> DeploymentView:
+        return DeploymentView.from_body(json.loads(self.packed))
+
+
 class World:
     """Deployments and profiles by namespace and name."""
 
     def __init__(self) -> None:
-        self._deployments: dict[str, dict[str, DeploymentView]] = {}
+        self._deployments: dict[str, dict[str, StoredDeployment]] = {}
         self._profiles: dict[str, dict[str, ProfileRecord]] = {}
         self._specs: dict[str, dict[str, tuple[ProfileRecord, ServiceProfileSpec]]] = {}
         self._held: dict[str, set[str]] = {}  # new profiles not applied yet, by namespace
+        self._contexts: dict[str, Context] = {}
 
     # ---- Deployments ----
-    def put_deployment(self, view: DeploymentView) -> DeploymentView | None:
-        """Store ``view``; return the one it replaces."""
-        store = self._deployments.setdefault(view.namespace, {})
-        old = store.get(view.name)
-        store[view.name] = view
-        return old
+    def put_deployment(self, body: Mapping[str, Any]) -> StoredDeployment:
+        """Keep the Deployment as an API object ``body`` shows it."""
+        stored = StoredDeployment.from_body(body)
+        namespace = str((body.get("metadata") or {}).get("namespace", ""))
+        self._deployments.setdefault(namespace, {})[stored.name] = stored
+        return stored
 
-    def remove_deployment(self, namespace: str, name: str) -> DeploymentView | None:
+    def remove_deployment(self, namespace: str, name: str) -> None:
         store = self._deployments.get(namespace, {})
-        old = store.pop(name, None)
+        store.pop(name, None)
         if not store:
             self._deployments.pop(namespace, None)
-        return old
 
-    def deployment(self, namespace: str, name: str) -> DeploymentView | None:
+    def stored(self, namespace: str, name: str) -> StoredDeployment | None:
         return self._deployments.get(namespace, {}).get(name)
 
-    def deployments(self, namespace: str) -> list[DeploymentView]:
+    def deployment(self, namespace: str, name: str) -> DeploymentView | None:
+        stored = self.stored(namespace, name)
+        return stored.view() if stored is not None else None
+
+    def deployments(self, namespace: str) -> list[StoredDeployment]:
         return list(self._deployments.get(namespace, {}).values())
 
     def all_deployments(self) -> Iterator[Key]:
@@ -149,7 +185,11 @@ class World:
                 if not r.deleting and r.name not in held and isinstance(r.parsed, ServiceProfileSpec)
             }
             self._specs[namespace] = cached
+            self._contexts[namespace] = tuple(
+                sorted((n, r.uid, r.generation) for n, (r, _) in cached.items())
+            )
         return cached
 
     def context(self, namespace: str) -> Context:
-        return tuple(sorted((n, r.uid, r.generation) for n, (r, _) in self.specs(namespace).items()))
+        self.specs(namespace)
+        return self._contexts.get(namespace, ())

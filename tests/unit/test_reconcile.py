@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 from typing import Any
 
 import pytest
@@ -118,14 +118,15 @@ async def test_a_status_only_update_costs_no_decision(twin: Twin) -> None:
         {"manager": "kube-controller-manager", "operation": "Update", "subresource": "status", "fieldsV1": {}}
     )
     twin.touch(NS, "api")
-    view = twin.world.deployment(NS, "api")
-    assert view is not None
-    assert op.reconciler.settled(view)
+    stored = twin.world.stored(NS, "api")
+    assert stored is not None
+    assert stored.rollout == "Progressing"
+    assert op.reconciler.settled(NS, stored)
     body["metadata"]["labels"]["tier"] = "web"  # a label is something a selector reads
     twin.touch(NS, "api")
-    view = twin.world.deployment(NS, "api")
-    assert view is not None
-    assert not op.reconciler.settled(view)
+    stored = twin.world.stored(NS, "api")
+    assert stored is not None
+    assert not op.reconciler.settled(NS, stored)
 
 
 async def test_audit_reports_without_writing(twin: Twin) -> None:
@@ -327,13 +328,56 @@ async def test_a_recreated_profile_gets_its_status_even_if_identical(twin: Twin)
 async def test_a_stale_version_after_our_apply_is_not_applied_again(twin: Twin) -> None:
     twin.add_deployment(deployment())
     twin.add_profile(NS, "p", PROFILE)
-    before = twin.world.deployment(NS, "api")
+    before = copy.deepcopy(twin.deployments[(NS, "api")])
     op = Operator(twin)
     await op.converge()
-    assert before is not None
     # The controller-manager's status update of the old generation, delivered after our apply.
-    stale = dataclasses.replace(before, resource_version="9999")
-    twin.world.put_deployment(stale)
+    before["metadata"]["resourceVersion"] = "9999"
+    twin.world.put_deployment(before)
+    outcome = await op.reconciler.reconcile(NS, "api")
+    assert outcome.skipped
+    assert len(twin.applies) == 1
+    twin.touch(NS, "api")  # then our own write arrives: nothing to do either
     outcome = await op.reconciler.reconcile(NS, "api")
     assert not outcome.applied
     assert len(twin.applies) == 1
+
+
+def test_the_packed_deployment_is_the_same_view_and_fingerprint() -> None:
+    from readiness.engine import DeploymentView
+    from readiness.world import StoredDeployment
+
+    body = deployment()
+    body["metadata"].update({"generation": 3, "resourceVersion": "7", "annotations": {"a": "b" * 500}})
+    body["metadata"]["managedFields"] = [
+        {
+            "manager": "kubectl",
+            "operation": "Update",
+            "time": "t1",
+            "fieldsV1": {"f:spec": {"f:replicas": {}}},
+        },
+        {"manager": "kcm", "operation": "Update", "subresource": "status", "fieldsV1": {"f:status": {}}},
+    ]
+    body["status"] = {
+        "observedGeneration": 2,
+        "replicas": 1,
+        "conditions": [
+            {
+                "type": "Available",
+                "status": "True",
+                "reason": "MinimumReplicasAvailable",
+                "message": "m" * 200,
+            },
+            {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "x"},
+        ],
+    }
+    stored = StoredDeployment.from_body(body)
+    whole = DeploymentView.from_body(body)
+    assert stored.view() == whole
+    assert stored.fingerprint == whole.fingerprint
+    assert stored.rollout == "Failed"
+    assert [e.manager for e in whole.managed] == ["kubectl"], "the status subresource's entries are not kept"
+    status_only = copy.deepcopy(body)
+    status_only["status"]["replicas"] = 0
+    status_only["metadata"]["resourceVersion"] = "8"
+    assert StoredDeployment.from_body(status_only).fingerprint == stored.fingerprint

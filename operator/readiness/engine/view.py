@@ -75,6 +75,53 @@ class DeploymentView:
         digest = json.dumps([sorted(self.labels.items()), owners], separators=(",", ":"))
         return hash((self.uid, self.generation, digest))
 
+    @staticmethod
+    def essentials(body: Mapping[str, Any]) -> dict[str, Any]:
+        """The part of an apps/v1 Deployment the view is made from, in the API's own shape:
+        ``from_body(essentials(body))`` is the same view as ``from_body(body)``. An operator
+        watching thousands of Deployments keeps this, packed, and nothing more."""
+        meta = body.get("metadata") or {}
+        spec = body.get("spec") or {}
+        template = spec.get("template") or {}
+        tmeta = template.get("metadata") or {}
+        tspec = template.get("spec") or {}
+        status = body.get("status") or {}
+        return {
+            "metadata": {
+                **{
+                    k: meta[k]
+                    for k in ("namespace", "name", "uid", "generation", "resourceVersion", "labels")
+                    if k in meta
+                },
+                "managedFields": [
+                    {k: m[k] for k in ("manager", "operation", "fieldsV1", "time") if k in m}
+                    for m in meta.get("managedFields") or ()
+                    if not m.get("subresource")
+                ],
+            },
+            "spec": {
+                **({"replicas": spec["replicas"]} if "replicas" in spec else {}),
+                "template": {
+                    "metadata": {k: tmeta[k] for k in ("labels", "annotations") if k in tmeta},
+                    "spec": {
+                        k: tspec[k] for k in ("terminationGracePeriodSeconds", "containers") if k in tspec
+                    },
+                },
+            },
+            "status": {
+                **{
+                    k: status[k]
+                    for k in ("observedGeneration", "replicas", "updatedReplicas", "availableReplicas")
+                    if k in status
+                },
+                "conditions": [
+                    {"type": c.get("type"), "reason": c.get("reason")}
+                    for c in status.get("conditions") or ()
+                    if c.get("type") == "Progressing"
+                ],
+            },
+        }
+
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> DeploymentView:
         """Project an apps/v1 Deployment (as the API returns it) onto the view."""
