@@ -8,7 +8,7 @@ TESTBED := PYTHONPATH=testbed $(PY) -m readiness_testbed
 TESTBED_DIR := .testbed
 KUBECTL := $(TESTBED_DIR)/bin/kubectl --kubeconfig $(TESTBED_DIR)/kubeconfig
 
-.PHONY: help venv lint crds check-crds unit e2e test demo demo-status testbed-build testbed-up testbed-down bench clean
+.PHONY: help venv lint crds check-crds unit e2e test demo demo-status testbed-build testbed-up testbed-down bench bench-fleet clean
 
 help:
 	@echo "make demo          start the local control plane and run the operator on examples/"
@@ -16,6 +16,7 @@ help:
 	@echo "make testbed-up    start the local control plane (.testbed/kubeconfig)"
 	@echo "make testbed-down  stop it"
 	@echo "make bench         run the benchmarks in bench/"
+	@echo "make bench-fleet   only the fleet benchmark (BENCH_FLEET_N=100,1000 for a quick run)"
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -64,7 +65,10 @@ demo-status:
 	$(KUBECTL) get events -n shop --field-selector source=readiness-operator
 
 bench: venv testbed-build
-	$(PY) -m bench
+	PYTHONPATH=testbed $(PY) -m bench
+
+bench-fleet: venv testbed-build
+	PYTHONPATH=testbed $(PY) -m bench fleet
 
 clean: testbed-down
 	rm -rf $(VENV) $(TESTBED_DIR) .mypy_cache .ruff_cache .pytest_cache

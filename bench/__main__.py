@@ -9,6 +9,9 @@ machines are shared and noisy; nothing here asserts a time.
    apply of the same configuration (what a controller without a local comparison would send
    per Deployment per resync). Needs the local control plane (`make testbed-up`).
 3. index memory: the slim DeploymentView the index keeps vs the whole Deployment object.
+
+Then the fleet benchmark (bench/fleet.py), which also runs alone: ``python -m bench fleet``
+(``make bench-fleet``; ``python -m bench fleet --help``).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import copy
 import gc
 import json
 import statistics
+import sys
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -263,7 +267,13 @@ def bench_operator() -> None:
         process.wait(timeout=30)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["fleet"]:
+        from bench import fleet
+
+        fleet.main(args[1:])
+        return
     from readiness.logconfig import configure
 
     configure("warning", "console")  # the numbers, not the operator's log lines
@@ -274,6 +284,10 @@ def main() -> None:
     bench_dry_run()
     print()
     bench_operator()
+    print()
+    from bench import fleet
+
+    fleet.main([])
 
 
 if __name__ == "__main__":

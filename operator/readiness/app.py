@@ -79,6 +79,8 @@ def kopf_settings(settings: Settings, priority: int) -> kopf.OperatorSettings:
         ks.peering.clusterwide = not settings.namespaces
         ks.peering.priority = priority
         ks.peering.lifetime = settings.peering_lifetime_seconds
+    # The initial listing in pages: thousands of Deployments never sit parsed in memory at once.
+    ks.watching.chunk_size = 500
     ks.watching.server_timeout = 300
     ks.watching.client_timeout = 330
     ks.networking.request_timeout = 60

@@ -38,6 +38,10 @@ WorkKey = tuple[str, str, str]  # (kind, namespace, name)
 SETTLE_SECONDS = 1.0
 # A profile's status is rebuilt at most this often while its Deployments move.
 STATUS_EVERY = 1.0
+# Deployments arrive by the thousand per second while they are listed (at start-up, or after a
+# watch expired): no status is written until the listing has been quiet this long, so a status
+# never counts half a namespace.
+LISTING_QUIET = 0.5
 
 
 class Controller:
@@ -63,23 +67,23 @@ class Controller:
         # What each profile asked for when its namespace last fanned out.
         self._identities: dict[Key, tuple[str, int, bool]] = {}
         self._settle_timers: dict[str, asyncio.TimerHandle] = {}
+        self._listed_at = float("-inf")
 
     # ---- from the watches (kopf handlers) ----
-    def index_deployment(self, body: Mapping[str, Any]) -> None:
-        """Every Deployment as it is listed or changes: kopf indexes them all before any handler
-        runs, so the world is whole before the first decision."""
-        self._world.put_deployment(body)
-
     def index_profile(self, body: Mapping[str, Any]) -> None:
         self._world.put_profile(ProfileRecord.from_body(body))
 
-    def deployment_event(self, type_: str | None, namespace: str, name: str) -> None:
+    def deployment_event(self, type_: str | None, body: Mapping[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
         if type_ == "DELETED":
             self._world.remove_deployment(namespace, name)
             self._queue.add((DEPLOYMENT, namespace, name))
             return
-        stored = self._world.stored(namespace, name)
-        if stored is None or self._reconciler.stale(namespace, stored):
+        if type_ is None:  # a (re-)listing: statuses wait until it is over
+            self._listed_at = asyncio.get_running_loop().time()
+        stored = self._world.put_deployment(body)
+        if self._reconciler.stale(namespace, stored):
             return  # our own write is on its way; its event decides
         if self._reconciler.settled(namespace, stored):
             for key in self._board.rollout(namespace, name, stored.rollout):
@@ -157,6 +161,9 @@ class Controller:
                 if self._world.stored(namespace, name) is None:
                     self._queue.forget(key)
                 return outcome.retry
+            if asyncio.get_running_loop().time() - self._listed_at < LISTING_QUIET:
+                self.status((namespace, name))  # Deployments are still being listed: count them all first
+                return False
             if await self._writer.flush(namespace, name):
                 self.status((namespace, name))  # some Deployments are not decided yet
             if self._world.profile(namespace, name) is None:

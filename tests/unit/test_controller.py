@@ -107,7 +107,7 @@ async def test_status_only_events_queue_nothing_and_a_spec_change_queues_one() -
     body = twin.deployments[(NS, "a")]
     body["status"]["availableReplicas"] = 0  # the controller-manager's status update
     twin.touch(NS, "a")
-    controller.deployment_event("MODIFIED", NS, "a")
+    controller.deployment_event("MODIFIED", twin.deployments[(NS, "a")])
     assert not queue.queued((DEPLOYMENT, NS, "a")), "no decision for a status-only update"
     await settle(queue, 0.5)
     target = next(t for t in twin.profiles[(NS, "p")].status["targets"] if t["name"] == "a")
@@ -115,7 +115,7 @@ async def test_status_only_events_queue_nothing_and_a_spec_change_queues_one() -
     body["spec"]["template"]["spec"]["containers"][0].pop("readinessProbe")
     body["metadata"]["generation"] += 1
     twin.touch(NS, "a")
-    controller.deployment_event("MODIFIED", NS, "a")
+    controller.deployment_event("MODIFIED", twin.deployments[(NS, "a")])
     assert queue.queued((DEPLOYMENT, NS, "a"))
     await settle(queue, 0.5)
     await workers.stop(1)
@@ -130,7 +130,7 @@ async def test_profiles_applied_together_never_apply_alone() -> None:
     twin.add_profile(NS, "p", PROFILE)
     controller.profile_event("ADDED", NS, "p")
     await asyncio.sleep(0.02)
-    controller.deployment_event("MODIFIED", NS, "api")  # an event while p settles
+    controller.deployment_event("MODIFIED", twin.deployments[(NS, "api")])  # an event while p settles
     twin.add_profile(NS, "q", {"selector": {"matchLabels": {"app": "api"}}})
     controller.profile_event("ADDED", NS, "q")
     await settle(queue, 0.8)
@@ -147,8 +147,9 @@ async def test_deletions_go_through_the_queue() -> None:
     controller.profile_event(None, NS, "p")
     workers.start()
     await settle(queue, 0.5)
+    body = twin.deployments[(NS, "api")]
     twin.delete_deployment(NS, "api")
-    controller.deployment_event("DELETED", NS, "api")
+    controller.deployment_event("DELETED", body)
     await settle(queue, 0.5)
     assert twin.profiles[(NS, "p")].status["summary"]["matched"] == 0
     twin.delete_profile(NS, "p")
@@ -184,6 +185,7 @@ class FakeApps:
         self.calls = 0
         self.failures = failures
         self.retry_after = retry_after
+        self.responses: list[FakeResponse] = []
 
     def patch_namespaced_deployment(self, name: str, namespace: str, body: Any, **_: Any) -> Any:
         self.calls += 1
@@ -193,10 +195,19 @@ class FakeApps:
             error.body = json.dumps({"reason": "TooManyRequests", "message": "too many requests"})
             raise error
 
-        class Response:
-            data = json.dumps({"metadata": {"name": name, "namespace": namespace}}).encode()
+        self.responses.append(
+            FakeResponse(json.dumps({"metadata": {"name": name, "namespace": namespace}}).encode())
+        )
+        return self.responses[-1]
 
-        return Response()
+
+class FakeResponse:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.released = False
+
+    def release_conn(self) -> None:
+        self.released = True
 
 
 async def test_a_429_pauses_for_retry_after_then_the_call_succeeds() -> None:
@@ -209,6 +220,7 @@ async def test_a_429_pauses_for_retry_after_then_the_call_succeeds() -> None:
     result = await cluster.apply_deployment(copy.deepcopy(body), force=False)
     assert result["metadata"]["name"] == "api"
     assert fake.calls == 3
+    assert fake.responses[-1].released, "the connection goes back to the pool"
 
     stubborn = FakeApps(failures=10, retry_after="0")
     cluster._apps = stubborn  # type: ignore[assignment]
@@ -217,3 +229,21 @@ async def test_a_429_pauses_for_retry_after_then_the_call_succeeds() -> None:
     assert (caught.value.status, caught.value.retry_after, caught.value.retryable) == (429, 0.0, True)
     assert stubborn.calls == 4, "tried once and retried three times"
     cluster.close()
+
+
+async def test_no_status_is_written_while_deployments_are_being_listed() -> None:
+    twin = Twin()
+    for i in range(3):
+        twin.add_deployment(deployment(f"api-{i}"))
+    controller, queue, workers, _ = build(twin)
+    twin.add_profile(NS, "p", PROFILE)
+    controller.profile_event(None, NS, "p")
+    workers.start()
+    for _ in range(8):  # a listing that goes on for a while (a watch re-listed after expiry)
+        controller.deployment_event(None, twin.deployments[(NS, "api-0")])
+        await asyncio.sleep(0.1)
+    assert twin.status_patches == [], "a status during a listing could count half a namespace"
+    await settle(queue, 1.2)
+    await workers.stop(1)
+    assert len(twin.status_patches) == 1
+    assert twin.profiles[(NS, "p")].status["summary"]["matched"] == 3

@@ -1,10 +1,12 @@
-"""kopf wiring only: indexes fill the world, watch events go to the controller.
+"""kopf wiring only: watch events go to the controller.
 
-Deployments are only indexed and watched, never handled with change-detecting handlers,
-so kopf writes no annotations and no finalizers on them. The indexes keep nothing but a
-marker: kopf holds every handler until all of them are filled, so the controller's world is
-whole before it decides anything. Every function here is async: kopf would run a sync one
-in a thread, per event.
+Deployments are only watched, never handled with change-detecting handlers, so kopf writes no
+annotations and no finalizers on them. ServiceProfiles are also indexed: kopf holds every
+handler until its indexes are filled, so every profile is known before the first Deployment is
+decided (two profiles that select one Deployment are never seen one at a time). Deployments
+are not indexed: kopf's index bookkeeping costs O(N^2) wake-ups over an initial listing of N
+objects (3,000 Deployments took most of a minute). Every function here is async: kopf would
+run a sync one in a thread, per event.
 """
 
 from __future__ import annotations
@@ -25,17 +27,13 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
         # The same credentials as the official client: KUBECONFIG, else the in-cluster account.
         return kopf.login_via_client(**kwargs)
 
-    @kopf.index("apps", "v1", "deployments", id="deployment_index", registry=registry)
-    async def deployment_index(body: kopf.Body, **_: Any) -> None:
-        controller.index_deployment(body)
-
     @kopf.index(API_GROUP, API_VERSION, PLURAL, id="profile_index", registry=registry)
     async def profile_index(body: kopf.Body, **_: Any) -> None:
         controller.index_profile(body)
 
     @kopf.on.event("apps", "v1", "deployments", registry=registry)
-    async def deployment_event(type: str | None, namespace: str | None, name: str | None, **_: Any) -> None:
-        controller.deployment_event(type, namespace or "", name or "")
+    async def deployment_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+        controller.deployment_event(type, body)
 
     @kopf.on.event(API_GROUP, API_VERSION, PLURAL, registry=registry)
     async def profile_event(type: str | None, namespace: str | None, name: str | None, **_: Any) -> None:

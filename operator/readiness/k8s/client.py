@@ -64,6 +64,15 @@ def load_api_client(connections: int = 10) -> k8s.ApiClient:
     return k8s.ApiClient(configuration)
 
 
+def _body(response: Any) -> Any:
+    """Read an unparsed response whole and hand its connection back to the pool: a response
+    left unread keeps its connection, and the next call pays a new TLS handshake."""
+    try:
+        return json.loads(response.data or b"null")
+    finally:
+        response.release_conn()
+
+
 def _retry_after(exc: ApiException) -> float | None:
     value = (exc.headers or {}).get("Retry-After")
     try:
@@ -157,14 +166,14 @@ class KubernetesCluster:
                 _request_timeout=self._timeout,
             )
             # Unparsed on purpose (_preload_content=False): the engine reads the raw object.
-            result: dict[str, Any] = json.loads(cast(Any, response).data)
+            result: dict[str, Any] = _body(response)
             return result
 
         return await self._call(call, "apply_deployment")
 
     async def patch_profile_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         def call() -> None:
-            self._custom.patch_namespaced_custom_object_status(
+            response = self._custom.patch_namespaced_custom_object_status(
                 API_GROUP,
                 API_VERSION,
                 namespace,
@@ -176,6 +185,7 @@ class KubernetesCluster:
                 _preload_content=False,
                 _request_timeout=self._timeout,
             )
+            _body(response)
 
         await self._call(call, "patch_profile_status")
 
@@ -205,9 +215,10 @@ class KubernetesCluster:
         }
 
         def call() -> None:
-            self._core.create_namespaced_event(
+            response = self._core.create_namespaced_event(
                 ref.namespace, cast(Any, event), _preload_content=False, _request_timeout=self._timeout
             )
+            _body(response)
 
         await self._call(call, "post_event")
 
@@ -223,7 +234,7 @@ class KubernetesCluster:
                 response = self._custom.get_namespaced_custom_object(
                     "kopf.dev", "v1", namespace, "kopfpeerings", name, _preload_content=False
                 )
-            result: dict[str, Any] = json.loads(cast(Any, response).data)
+            result: dict[str, Any] = _body(response)
             return result
 
         try:
@@ -240,7 +251,7 @@ class KubernetesCluster:
             response = self._crds.read_custom_resource_definition(
                 f"{PLURAL}.{API_GROUP}", _preload_content=False, _request_timeout=5
             )
-            crd = json.loads(cast(Any, response).data)
+            crd = _body(response)
             return any(
                 c.get("type") == "Established" and c.get("status") == "True"
                 for c in crd.get("status", {}).get("conditions", [])

@@ -1,0 +1,75 @@
+"""What the fleet benchmark reads besides the objects: the apiserver's own request counters and
+a contender process's CPU time and memory from /proc."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_SERIES = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)")
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+# Spec writes: a server-side apply is counted as APPLY, a patch as PATCH, a replace as PUT
+# (UPDATE in some versions' docs; both are taken).
+WRITE_VERBS = frozenset({"PATCH", "APPLY", "PUT", "UPDATE"})
+
+
+def deployment_writes(metrics_text: str) -> int:
+    """Sum of apiserver_request_total over writes to Deployments' main resource, dry runs apart.
+
+    The counter is cluster-wide; the controller-manager's writes go to the status subresource
+    (subresource="status") and so are left out.
+    """
+    total = 0.0
+    for line in metrics_text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        match = _SERIES.match(line)
+        if match is None:
+            continue
+        labels = dict(_LABEL.findall(match["labels"]))
+        if (
+            labels.get("resource") == "deployments"
+            and labels.get("group", "apps") == "apps"
+            and labels.get("verb") in WRITE_VERBS
+            and labels.get("subresource", "") == ""
+            and labels.get("dry_run", "") == ""
+        ):
+            total += float(match["value"])
+    return round(total)
+
+
+def scrape_apiserver(api_client: Any) -> str:
+    """GET /metrics with the client's credentials (the testbed's admin may read it)."""
+    request = api_client.param_serialize("GET", "/metrics", auth_settings=["BearerToken"])
+    response = api_client.call_api(*request, _request_timeout=60)
+    return bytes(response.read()).decode()
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` and of its children it has waited for."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    # The command name may hold spaces and parentheses: the fields start after the last ')'.
+    fields = stat.rsplit(")", 1)[1].split()
+    utime, stime, cutime, cstime = (int(v) for v in fields[11:15])
+    return (utime + stime + cutime + cstime) / _CLOCK_TICKS
+
+
+@dataclass(frozen=True)
+class Memory:
+    rss_kib: int
+    hwm_kib: int  # the peak resident set over the process's life
+
+
+def memory(pid: int) -> Memory:
+    values: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0])
+    return Memory(rss_kib=values.get("VmRSS", 0), hwm_kib=values.get("VmHWM", 0))
