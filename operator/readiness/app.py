@@ -20,6 +20,7 @@ from .guard import FightGuard
 from .handlers import register
 from .k8s import KubernetesCluster, load_api_client
 from .logconfig import configure
+from .memory import Trimmer
 from .metrics import Metrics
 from .peering import PeeringGate, draw_priority, own_identity
 from .reconcile import Reconciler
@@ -68,8 +69,9 @@ def kopf_settings(settings: Settings, priority: int) -> kopf.OperatorSettings:
     ks.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
     ks.persistence.diffbase_storage = NoDiffBase()
     # A per-object worker task lives this long after the object's last event (default 5 s):
-    # after a fleet-wide rollout, thousands of idle tasks would otherwise linger.
-    ks.queueing.idle_timeout = 1.0
+    # a listing or a fleet-wide rollout would otherwise keep thousands of idle tasks alive at
+    # once (measured at 3,000 Deployments: 152 MiB at 1 s, 137 MiB at 0.1 s).
+    ks.queueing.idle_timeout = 0.1
     # kopf posts k8s Events only for warnings; the operator posts its own meaningful ones.
     ks.posting.level = logging.WARNING
     ks.peering.standalone = not settings.peering
@@ -114,6 +116,7 @@ async def operate(settings: Settings) -> None:
     )
     workers: Workers[WorkKey] = Workers(queue, controller.work, settings.workers)
     resync = Resync(controller, settings.resync_seconds)
+    trimmer = Trimmer(busy=lambda: bool(queue.busy or queue.depth), worked=lambda: queue.taken)
     registry = kopf.OperatorRegistry()
     register(registry, controller)
     ready = asyncio.Event()
@@ -122,16 +125,19 @@ async def operate(settings: Settings) -> None:
     async def startup(**_: Any) -> None:
         workers.start()
         resync.start()
+        trimmer.start()
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
         log.info("shutting_down", grace_seconds=settings.shutdown_seconds, in_flight=queue.busy)
         resync.stop()
+        trimmer.stop()
         controller.close()
         await workers.stop(settings.shutdown_seconds)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(5):
                 await events.drain()
+        events.close()
 
     async def readiness() -> str | None:
         if not ready.is_set():

@@ -35,7 +35,7 @@ PROFILE = "ServiceProfile"
 WorkKey = tuple[str, str, str]  # (kind, namespace, name)
 # A new profile waits this long before it applies, so that profiles applied together
 # (one `kubectl apply -f dir/`) are all known before any of them decides it is alone.
-SETTLE_SECONDS = 1.0
+SETTLE_SECONDS = 0.5
 # A profile's status is rebuilt at most this often while its Deployments move.
 STATUS_EVERY = 1.0
 # Deployments arrive by the thousand per second while they are listed (at start-up, or after a

@@ -10,26 +10,31 @@ from .k8s import ApiError, Cluster, ObjectRef
 from .metrics import Metrics
 
 log = structlog.get_logger("readiness.events")
+Pending = tuple[ObjectRef, str, str, str]
 
 
 class EventSink:
-    """Posts in the background, at most ``limit`` at once: a rollout of a thousand Deployments
-    is not slowed by its thousand Events, and a failed post is a log line, never a failed
-    reconcile."""
+    """Posts from a queue, ``limit`` at once: a rollout of a thousand Deployments is not slowed
+    by its thousand Events, a waiting Event costs a tuple (not a task), and a failed post is a
+    log line, never a failed reconcile."""
 
-    def __init__(self, cluster: Cluster, metrics: Metrics, limit: int = 4) -> None:
+    def __init__(self, cluster: Cluster, metrics: Metrics, limit: int = 8) -> None:
         self._cluster = cluster
         self._metrics = metrics
-        self._slots = asyncio.Semaphore(limit)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._limit = limit
+        self._queue: asyncio.Queue[Pending] = asyncio.Queue()
+        self._senders: list[asyncio.Task[None]] = []
 
     def post(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
-        task = asyncio.create_task(self._post(ref, type_, reason, message), name=f"event-{reason}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        if not self._senders:
+            self._senders = [
+                asyncio.create_task(self._send(), name=f"event-sender-{i}") for i in range(self._limit)
+            ]
+        self._queue.put_nowait((ref, type_, reason, message))
 
-    async def _post(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
-        async with self._slots:
+    async def _send(self) -> None:
+        while True:
+            ref, type_, reason, message = await self._queue.get()
             try:
                 await self._cluster.post_event(ref, type_, reason, message)
             except ApiError as error:
@@ -37,8 +42,15 @@ class EventSink:
                 log.warning(
                     "event_failed", namespace=ref.namespace, name=ref.name, reason=reason, error=error.message
                 )
+            finally:
+                self._queue.task_done()
 
     async def drain(self) -> None:
         """Until every Event posted so far is sent (bound it with asyncio.timeout)."""
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._queue.join()
+
+    def close(self) -> None:
+        """Stop sending; what is still queued is dropped."""
+        for task in self._senders:
+            task.cancel()
+        self._senders = []

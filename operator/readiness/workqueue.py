@@ -34,6 +34,7 @@ class WorkQueue(Generic[K]):
         self._idle = asyncio.Event()
         self._idle.set()
         self.closed = False
+        self.taken = 0  # keys handed to workers so far
 
     def add(self, key: K) -> None:
         if self.closed or key in self._pending or key in self._held:
@@ -99,6 +100,7 @@ class WorkQueue(Generic[K]):
 
     async def get(self) -> K:
         key = await self._queue.get()
+        self.taken += 1
         if key in self._started:
             self._started[key] = asyncio.get_running_loop().time()
         self._pending.discard(key)

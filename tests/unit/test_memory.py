@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import asyncio
+
+from readiness.memory import Trimmer, _trimmer
+
+
+async def test_the_heap_is_trimmed_once_after_work_and_never_while_busy() -> None:
+    trims: list[int] = []
+    state = {"busy": True, "worked": 0}
+    trimmer = Trimmer(
+        busy=lambda: bool(state["busy"]),
+        worked=lambda: int(state["worked"]),
+        period=0.02,
+        trim=lambda: trims.append(1),
+    )
+    trimmer.start()
+    state["worked"] = 5
+    await asyncio.sleep(0.1)
+    assert trims == [], "not while work is in progress"
+    state["busy"] = False
+    await asyncio.sleep(0.1)
+    assert trims == [1], "once, then nothing until more work is done"
+    state["worked"] = 6
+    await asyncio.sleep(0.1)
+    trimmer.stop()
+    assert trims == [1, 1]
+
+
+def test_glibc_offers_malloc_trim_here() -> None:
+    trim = _trimmer()
+    assert trim is not None
+    trim()
