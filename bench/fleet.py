@@ -556,6 +556,13 @@ def run_one(
             "idle_writes": cluster.deployment_writes() - writes_done,
             "idle_cpu_share": round((cluster_metrics.cpu_seconds(contender.pid) - cpu_idle) / idle_s, 4),
         }
+        # Then as long again with nothing left to settle: what the contender costs when idle.
+        cpu_quiet, writes_quiet = cluster_metrics.cpu_seconds(contender.pid), cluster.deployment_writes()
+        time.sleep(idle_s)
+        record |= {
+            "quiet_writes": cluster.deployment_writes() - writes_quiet,
+            "quiet_cpu_share": round((cluster_metrics.cpu_seconds(contender.pid) - cpu_quiet) / idle_s, 4),
+        }
         record |= engine_verdicts(cluster, namespace)
         if drifts and contender_name != "bare":
             names = [i["metadata"]["name"] for i in cluster.list_metadata(namespace)]
@@ -588,19 +595,21 @@ def table(records: Sequence[Mapping[str, Any]]) -> str:
     idle = records[0].get("idle_s", 30) if records else 30
     header = (
         f"| contender | N | converge s | ratio to bare | status s | writes/Deployment | idle writes ({idle} s) "
-        "| idle CPU % of a core | RSS MiB | drift p50/p99 ms |"
+        "| idle CPU % of a core | then quiet: writes, CPU % | RSS MiB | drift p50/p99 ms |"
     )
     lines = [header, "|---" * header.count(" |") + "|"]
     order = {name: i for i, name in enumerate(CONTENDERS)}
     for r in sorted(records, key=lambda r: (r["n"], order.get(r["contender"], 99))):
         converge = r.get("converge_s")
         base = bare.get(r["n"])
-        ratio = f"{converge / base:.1f}x" if converge and base else "n/a"
+        ratio = f"{converge / base:.2f}x" if converge and base else "n/a"
         drift = r.get("drift") or {}
         drift_text = f"{drift['p50_ms']:.0f} / {drift['p99_ms']:.0f}" if "p50_ms" in drift else "n/a"
         if drift and drift.get("repaired", 0) < drift.get("count", 0):
             drift_text += f" ({drift['count'] - drift['repaired']} not repaired)"
         idle_cpu = r.get("idle_cpu_share")
+        quiet_cpu = r.get("quiet_cpu_share")
+        quiet = "n/a" if quiet_cpu is None else f"{r.get('quiet_writes')}, {quiet_cpu * 100:.1f}"
         lines.append(
             "| "
             + " | ".join(
@@ -613,6 +622,7 @@ def table(records: Sequence[Mapping[str, Any]]) -> str:
                     _fmt(r.get("writes_per_deployment"), ".2f"),
                     _fmt(r.get("idle_writes"), "d"),
                     "n/a" if idle_cpu is None else f"{idle_cpu * 100:.1f}",
+                    quiet,
                     _fmt(r.get("rss_mib"), ".0f"),
                     drift_text,
                 ]
@@ -636,7 +646,7 @@ def report(records: Sequence[Mapping[str, Any]]) -> str:
         "that the apiserver counted from the contender's start until convergence (and status), per "
         "Deployment; naive's start-up annotations are included.\n"
         f"- idle: the {first.get('idle_s', 30)} s after that: writes, and the contender's CPU time "
-        "as a share of one core. RSS at the end of the run. Drift: container app's readinessProbe "
+        f"as a share of one core; then quiet: {first.get('idle_s', 30)} s more, the same figures. RSS at the end of the run. Drift: container app's readinessProbe "
         "removed by another client, time until it is back (at the N closest to 1000).\n"
     )
     return head + "\n" + table(records) + "\n\n" + targets(records) + "\n"
@@ -674,7 +684,17 @@ def targets(records: Sequence[Mapping[str, Any]]) -> str:
             f"{max(idle) * 100:.1f}% (worst N)",
             max(idle) <= 0.05,
         )
-    idle_writes = [int(r["idle_writes"]) for r in ours.values() if r.get("idle_writes") is not None]
+    quiet = [float(r["quiet_cpu_share"]) for r in ours.values() if r.get("quiet_cpu_share") is not None]
+    if quiet:
+        add(
+            "CPU when idle <= 1% of a core",
+            max(quiet),
+            f"{max(quiet) * 100:.1f}% (worst N)",
+            max(quiet) <= 0.01,
+        )
+    idle_writes = [
+        int(r[k]) for r in ours.values() for k in ("idle_writes", "quiet_writes") if r.get(k) is not None
+    ]
     if idle_writes:
         add("0 writes when idle", max(idle_writes), str(max(idle_writes)), max(idle_writes) == 0)
     big = max(ours, default=0)

@@ -18,7 +18,7 @@ from .controller import Controller, Resync, WorkKey
 from .events import EventSink
 from .guard import FightGuard
 from .handlers import register
-from .k8s import KubernetesCluster, load_api_client
+from .k8s import ApiError, KubernetesCluster, load_api_client
 from .logconfig import configure
 from .memory import Trimmer
 from .metrics import Metrics
@@ -100,9 +100,10 @@ async def operate(settings: Settings) -> None:
     guard = FightGuard(limit=settings.max_corrections, window=settings.correction_window_seconds)
     queue: WorkQueue[WorkKey] = WorkQueue(metrics)
     priority = draw_priority(settings.peering_priority)
+    identity = own_identity()
     gate = PeeringGate(
         (lambda scope: cluster.read_peering(settings.peering, scope)) if settings.peering else None,
-        me=own_identity(),
+        me=identity,
         priority=priority,
         clusterwide=not settings.namespaces,
     )
@@ -142,8 +143,11 @@ async def operate(settings: Settings) -> None:
     async def readiness() -> str | None:
         if not ready.is_set():
             return "starting: watches not established yet"
-        if not await cluster.crd_established():
-            return f"CRD serviceprofiles.{API_GROUP} is not installed or not established"
+        try:
+            if not await cluster.crd_established():
+                return f"CRD serviceprofiles.{API_GROUP} is not installed or not established"
+        except ApiError as error:
+            return f"the apiserver cannot be reached or refused: {error}"
         return None
 
     servers = Servers(
@@ -157,7 +161,7 @@ async def operate(settings: Settings) -> None:
         workers=settings.workers,
         peering=settings.peering or "standalone",
         priority=priority,
-        identity=own_identity(),
+        identity=identity,
     )
     try:
         await kopf.operator(
@@ -167,6 +171,7 @@ async def operate(settings: Settings) -> None:
             namespaces=[settings.namespaces] if settings.namespaces else [],
             standalone=not settings.peering,
             peering_name=settings.peering or None,
+            identity=cast(Any, identity),  # kopf.Identity: a NewType of str that kopf does not export
             ready_flag=ready,
         )
     finally:

@@ -19,11 +19,10 @@ from typing import Any
 Reader = Callable[[str | None], Awaitable[Mapping[str, Any] | None]]
 
 
-def own_identity() -> str:
-    """kopf's peer id for this process (kopf reads POD_ID; set it when absent so we know it)."""
-    if not os.environ.get("POD_ID"):
-        os.environ["POD_ID"] = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-    return os.environ["POD_ID"]
+def own_identity(environ: Mapping[str, str] = os.environ) -> str:
+    """This replica's peer id: POD_ID (the downward API's pod name in deploy/), else one made
+    up once; it is handed to kopf, so kopf and the gate agree on who we are."""
+    return environ.get("POD_ID") or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 def draw_priority(configured: int) -> int:

@@ -288,9 +288,17 @@ def test_profile_reaches_only_its_namespace(kube: Kube, namespace: str, operator
     kube.run("create", "namespace", other)
     try:
         _apply(kube, [simple_deployment(other), simple_profile(namespace, probes=PROBES)])
-        kube.run("wait", "-n", namespace, "--for=condition=Compliant", "serviceprofile/api", "--timeout=60s")
-        assert profile(kube, namespace, "api")["status"]["summary"]["matched"] == 0
-        assert condition(profile(kube, namespace, "api"), "Compliant")["reason"] == "NoTargets"
+        kube.run(
+            "wait", "-n", namespace, "--for=condition=Compliant=false", "serviceprofile/api", "--timeout=60s"
+        )
+        assert profile(kube, namespace, "api")["status"]["summary"] == {
+            "matched": 0,
+            "compliant": 0,
+            "score": 0,
+        }
+        assert condition(profile(kube, namespace, "api"), "Compliant")["reason"] == "NoTargets", (
+            "a selector that matches nothing is not success"
+        )
         assert deployment(kube, other, "api")["metadata"]["generation"] == 1
     finally:
         kube.run("delete", "namespace", other, "--wait=false", check=False)
@@ -320,6 +328,21 @@ def test_invalid_profiles_are_rejected_at_admission(kube: Kube, namespace: str, 
         'Unsupported value: "enforce"'
         in kube.run("apply", "-f", "-", input_text=yaml.safe_dump(typo), check=False).stderr
     )
+
+
+def test_rejections_name_the_value_given(kube: Kube, namespace: str, crd: None) -> None:
+    bad = simple_profile(
+        namespace,
+        probes={"port": 70000, "readiness": {"type": "httpGet", "path": "/ready"}},
+        resources={"limits": {"memory": "-1Gi", "cpu": "2 cores"}},
+    )
+    result = kube.run("apply", "-f", "-", input_text=yaml.safe_dump(bad), check=False)
+    assert result.returncode != 0
+    assert "spec.probes.port" in result.stderr
+    assert "IANA port name (lowercase, at most 15 characters), not 70000" in result.stderr
+    assert "spec.resources.limits.memory" in result.stderr
+    assert "non-negative Kubernetes quantity such as 100m, 0.5, 128Mi or 1Gi, not -1Gi" in result.stderr
+    assert "not 2 cores" in result.stderr
 
 
 def test_unknown_port_is_a_condition_and_the_deployment_is_untouched(

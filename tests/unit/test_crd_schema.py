@@ -167,7 +167,7 @@ def test_admission_rules_are_in_the_schema() -> None:
         "requests.memory must not exceed limits.memory",
         "terminationGracePeriodSeconds must be longer than preStopSleepSeconds",
         "an httpGet probe needs a path",
-        "must be a Kubernetes quantity",
+        "must be a non-negative Kubernetes quantity",
         "must be a port number (1-65535) or an IANA port name",
         "samplerArg must be a number between 0 and 1",
     ):

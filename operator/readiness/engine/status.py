@@ -29,7 +29,8 @@ def rollout_state(view: DeploymentView) -> Rollout:
 def summarize(targets: Sequence[Target]) -> Summary:
     matched = len(targets)
     compliant = sum(1 for t in targets if t.compliant)
-    score = 100 if matched == 0 else (compliant * 100) // matched
+    # Rounded (2 of 3 is 67, as in the contract), but 100 only when every target is compliant.
+    score = 0 if matched == 0 else min(round(compliant * 100 / matched), 100 if compliant == matched else 99)
     return Summary(matched=matched, compliant=compliant, score=score)
 
 
@@ -84,9 +85,12 @@ def build_status(
     bad = [t for t in ordered if not t.compliant]
     conflicted = [t for t in ordered if t.state in ("Conflicted", "Ambiguous")]
     invalid = [t for t in ordered if t.state in ("Invalid", "Error")]
-    if summary.matched == 0:
+    if summary.matched == 0:  # silence is not success: a typo in the selector must not pass
         compliant = cond(
-            "Compliant", True, "NoTargets", "no Deployment in this namespace matches the selector"
+            "Compliant",
+            False,
+            "NoTargets",
+            "no Deployment in this namespace matches spec.selector; check its labels",
         )
     elif not bad:
         compliant = cond(
@@ -115,6 +119,14 @@ def build_status(
         reason = "InvalidReference" if any(t.state == "Invalid" for t in invalid) else "ApiError"
         degraded_cond = cond(
             "Degraded", True, reason, "; ".join(f"{t.name}: {t.message}" for t in invalid[:5])
+        )
+    elif ambiguous := [t for t in ordered if t.state == "Ambiguous"]:
+        degraded_cond = cond(
+            "Degraded",
+            True,
+            "Ambiguous",
+            f"{len(ambiguous)} of {summary.matched} Deployments are also selected by another profile, "
+            "so neither applies to them: " + "; ".join(f"{t.name}: {t.message}" for t in ambiguous[:5]),
         )
     else:
         degraded_cond = cond("Degraded", False, "AsExpected", "profile applies to every matched Deployment")

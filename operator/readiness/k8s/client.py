@@ -245,7 +245,8 @@ class KubernetesCluster:
             raise
 
     async def crd_established(self) -> bool:
-        """True when the ServiceProfile CRD exists and the apiserver serves it."""
+        """True when the ServiceProfile CRD exists and the apiserver serves it; False when it is
+        not installed. An apiserver that cannot be asked raises ApiError."""
 
         def call() -> bool:
             response = self._crds.read_custom_resource_definition(
@@ -259,8 +260,10 @@ class KubernetesCluster:
 
         try:
             return await self._call(call, "read_crd")
-        except ApiError:
-            return False
+        except ApiError as error:
+            if error.status == 404:
+                return False
+            raise
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

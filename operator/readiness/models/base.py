@@ -18,9 +18,17 @@ class Model(BaseModel):
     )
 
 
-def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, Any]:
-    """One ``x-kubernetes-validations`` entry (checked by the apiserver at admission)."""
+def cel(
+    rule: str, message: str, field_path: str | None = None, message_expression: str | None = None
+) -> dict[str, Any]:
+    """One ``x-kubernetes-validations`` entry (checked by the apiserver at admission).
+
+    ``message_expression`` (CEL) names the value given: the apiserver prints int-or-string
+    values as ``Invalid value: ""``, so the message must say it; ``message`` stays the fallback.
+    """
     entry: dict[str, Any] = {"rule": rule, "message": message}
+    if message_expression:
+        entry["messageExpression"] = message_expression
     if field_path:
         entry["fieldPath"] = field_path
     return entry

@@ -18,8 +18,10 @@ Quantity = Annotated[
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel(
-                    "isQuantity(string(self))",
-                    "must be a Kubernetes quantity such as 100m, 0.5, 128Mi or 1Gi",
+                    "isQuantity(string(self)) && !quantity(string(self)).isLessThan(quantity('0'))",
+                    "must be a non-negative Kubernetes quantity such as 100m, 0.5, 128Mi or 1Gi",
+                    message_expression="'must be a non-negative Kubernetes quantity such as 100m, 0.5, 128Mi "
+                    "or 1Gi, not ' + string(self)",
                 ),
             ]
         }
@@ -47,6 +49,8 @@ PortRef = Annotated[
                 cel(
                     "type(self) == int ? (self >= 1 && self <= 65535) : self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && size(self) <= 15",
                     "must be a port number (1-65535) or an IANA port name (lowercase, at most 15 characters)",
+                    message_expression="'must be a port number (1-65535) or an IANA port name (lowercase, "
+                    "at most 15 characters), not ' + string(self)",
                 ),
             ]
         }

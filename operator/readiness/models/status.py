@@ -68,8 +68,8 @@ class Summary(Model):
     """Deployments the selector matches."""
     compliant: int = 0
     """Of those, how many are compliant."""
-    score: int = Field(default=100, ge=0, le=100)
-    """compliant / matched as a percentage (100 when nothing matches)."""
+    score: int = Field(default=0, ge=0, le=100)
+    """compliant / matched as a percentage (0 when nothing matches: silence is not success)."""
 
 
 class ServiceProfileStatus(Model):
