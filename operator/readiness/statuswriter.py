@@ -27,6 +27,8 @@ from .world import Key, ProfileRecord, World
 log = structlog.get_logger("readiness.status")
 # How many Deployments the profile's Applied event names before it counts the rest.
 NAMED_IN_EVENT = 20
+# Target states a person must act on: each is announced with a Warning event.
+WARNINGS = ("Conflicted", "Ambiguous", "Invalid")
 
 
 def _now() -> str:
@@ -57,7 +59,7 @@ class StatusWriter:
         # The status we last wrote per profile, keyed with its uid: a re-created profile starts afresh.
         self._written: dict[Key, tuple[str, dict[str, Any]]] = {}
         # The state of each target as last announced, so an Event marks a change, once.
-        self._announced: dict[Key, dict[str, str]] = {}
+        self._announced: dict[Key, dict[str, tuple[str, str]]] = {}
         self._waiting_since: dict[Key, float] = {}
 
     def forget(self, namespace: str, name: str) -> None:
@@ -139,22 +141,25 @@ class StatusWriter:
         self._events.post(profile_ref(record), "Normal", "Applied", f"applied to {shown}{more}")
 
     def _announce(self, record: ProfileRecord, previous: ServiceProfileStatus, targets: list[Target]) -> None:
-        """Events for what a person must act on, once per change of a target's state."""
+        """Events for what a person must act on: a warning when a target enters Conflicted,
+        Ambiguous or Invalid, and again when its reason changes (a new failure is news); a
+        Normal event when it becomes Compliant again."""
         key = (record.namespace, record.name)
         before = self._announced.get(key)
         if before is None:  # first look since start-up: what the cluster shows was announced
-            before = {t.name: t.state for t in previous.targets}
+            before = {t.name: (t.state, t.message) for t in previous.targets}
         ref = profile_ref(record)
         for target in sorted(targets, key=lambda t: t.name):
-            if before.get(target.name) == target.state:
-                continue
-            if target.state in ("Conflicted", "Ambiguous", "Invalid"):
-                if target.state == "Conflicted":
+            was = before.get(target.name)
+            if target.state in WARNINGS:
+                if was == (target.state, target.message):
+                    continue
+                if target.state == "Conflicted" and (was is None or was[0] != "Conflicted"):
                     self._metrics.conflicts.inc()
                 self._events.post(ref, "Warning", target.state, f"{target.name}: {target.message}")
-            elif target.state == "Compliant" and target.name in before:
+            elif target.state == "Compliant" and was is not None and was[0] != "Compliant":
                 self._events.post(ref, "Normal", "Compliant", f"{target.name} is compliant")
-        self._announced[key] = {t.name: t.state for t in targets}
+        self._announced[key] = {t.name: (t.state, t.message) for t in targets}
 
     async def _write(self, record: ProfileRecord, status: ServiceProfileStatus, bound: Any) -> bool:
         wanted = status.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -263,3 +263,35 @@ def test_bad_quantity() -> None:
 )
 def test_selector(selector: dict[str, Any], labels: dict[str, str], expected: bool) -> None:
     assert matches(LabelSelector.model_validate(selector), labels) is expected
+
+
+def test_variables_a_container_may_get_from_env_from_are_not_shadowed() -> None:
+    from readiness.engine import judge
+
+    body = deployment(
+        envFrom=[{"configMapRef": {"name": "app-settings"}}],
+        resources={"limits": {"memory": "256Mi", "cpu": "1"}},
+    )
+    profile = spec(
+        tracing={"endpoint": "http://collector:4317"},
+        runtime={"go": {"memoryLimitRatio": 0.9}},
+        logging={"level": "info"},
+    )
+    view = DeploymentView.from_body(body)
+    ev = evaluate(profile, view)
+    assert ev.apply is not None
+    env = {e["name"] for e in ev.apply["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "LOG_LEVEL" in env, "a variable the profile declares is set whatever envFrom holds"
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" in env
+    assert not env & {"OTEL_SERVICE_NAME", "GOMEMLIMIT", "GOMAXPROCS"}, "derived ones would shadow envFrom"
+    after = DeploymentView.from_body(applied(body, dict(ev.apply)))
+    target = judge(after, {"p": profile}).targets["p"]
+    assert target.state == "Compliant"
+    for var in ("OTEL_SERVICE_NAME", "GOMEMLIMIT", "GOMAXPROCS"):
+        assert f"{var} is not set on container app: it may come from its envFrom" in target.message
+    declared = spec(tracing={"endpoint": "http://collector:4317", "serviceName": "api"})
+    ev = evaluate(declared, view)
+    assert ev.apply is not None
+    assert {"name": "OTEL_SERVICE_NAME", "value": "api"} in ev.apply["spec"]["template"]["spec"][
+        "containers"
+    ][0]["env"]

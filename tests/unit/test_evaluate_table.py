@@ -1033,11 +1033,6 @@ def test_metrics_port_may_be_on_any_managed_container() -> None:
     assert ev.apply["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == "9102"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: build() sorts keyed list items, so the apply lists containers by name; server-side "
-    "apply keeps the applied order, reordering the user's containers (kubectl logs/exec default to the first)",
-)
 def test_the_apply_keeps_the_live_container_order() -> None:
     body = deployment(ctr("web"), ctr("envoy", ports=(("admin", 9901),)))
     ev = run(profile(logging={"format": "json"}), body)
@@ -1658,12 +1653,6 @@ def test_the_checkout_example_in_detail() -> None:
 # ---- Suspected engine bugs: the correct behaviour, marked until the engine is fixed ----
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: _handler_conflicts treats our own old probe handler as another manager's "
-    "(owners() excludes us, then falls back to manager 'unknown'), so changing a probe's type is "
-    "reported Conflicted and takes two applies (release, then add) and two rollouts",
-)
 def test_changing_the_type_of_a_probe_we_own_is_one_apply() -> None:
     _, after = converge(profile(probes={"port": "http", "readiness": {"path": "/ready"}}), deployment())
     grpc = profile(probes={"port": "http", "readiness": {"type": "grpc"}})
@@ -1675,12 +1664,6 @@ def test_changing_the_type_of_a_probe_we_own_is_one_apply() -> None:
     assert run(grpc, final).apply is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: a fragment left out for a conflict (Report) is missing from the desired leaves "
-    "_released() compares with, so the fields we still own in it look released: the engine writes an "
-    "apply that strips our remaining probe fields (port, periodSeconds), leaving an invalid probe",
-)
 def test_a_conflict_on_a_fragment_we_applied_before_writes_nothing() -> None:
     spec = profile(probes={"port": "http", "readiness": {"path": "/ready", "periodSeconds": 5}})
     _, after = converge(spec, deployment())

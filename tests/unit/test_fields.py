@@ -317,11 +317,14 @@ def test_build_makes_keyed_lists_with_their_key_fields_sorted() -> None:
     }
 
 
-def test_build_is_independent_of_the_order_of_leaves() -> None:
-    leaves = [((*container(c), "f:env", key(name=n), "f:value"), f"{c}-{n}") for c in "ba" for n in "ZYA"]
-    assert build(leaves) == build(list(reversed(leaves)))
-    env = build(leaves)["spec"]["template"]["spec"]["containers"][0]["env"]
-    assert [e["name"] for e in env] == ["A", "Y", "Z"]
+def test_build_sorts_env_and_keeps_the_containers_in_the_order_given() -> None:
+    def leaves(names: str) -> list[tuple[tuple[str, ...], str]]:
+        return [((*container(c), "f:env", key(name=n), "f:value"), f"{c}-{n}") for c in "ba" for n in names]
+
+    built = build(leaves("ZYA"))["spec"]["template"]["spec"]["containers"]
+    assert [c["name"] for c in built] == ["b", "a"], "the Deployment's own order: SSA would reorder it"
+    assert [e["name"] for e in built[0]["env"]] == ["A", "Y", "Z"]
+    assert build(leaves("AYZ")) == build(leaves("ZYA")), "the order of the variables does not matter"
 
 
 def test_build_multi_key_items() -> None:

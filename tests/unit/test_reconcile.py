@@ -381,3 +381,20 @@ def test_the_packed_deployment_is_the_same_view_and_fingerprint() -> None:
     status_only["status"]["replicas"] = 0
     status_only["metadata"]["resourceVersion"] = "8"
     assert StoredDeployment.from_body(status_only).fingerprint == stored.fingerprint
+
+
+async def test_a_new_reason_gets_its_own_warning_and_the_same_one_none(twin: Twin) -> None:
+    twin.add_deployment(deployment())
+    twin.add_profile(NS, "p", PROFILE)
+    op = Operator(twin)
+    helm = FieldCause(field="spec.template.spec.containers[app].readinessProbe", message="x", manager="helm")
+    argo = FieldCause(field="spec.template.spec.containers[app].resources", message="x", manager="argocd")
+    for cause in (helm, helm, argo):
+        twin.fail_next = ApiError(409, "Conflict", f"conflict with {cause.manager}", [cause])
+        op.reconciler.forget_decisions()
+        await op.converge()
+    warnings = [e for e in twin.events if e[1] == "Warning"]
+    assert warnings == [("p", "Warning", "Conflicted"), ("p", "Warning", "Conflicted")], (
+        "once for helm, once more when argocd is the new reason"
+    )
+    assert op.metrics.registry.get_sample_value("readiness_conflicts_total") == 1.0, "one conflict episode"

@@ -49,6 +49,7 @@ class Plan:
     fragments: list[Fragment] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     notes: list[Problem] = field(default_factory=list)  # violations that no write can fix
+    notices: list[str] = field(default_factory=list)  # what a person should know; not a violation
 
 
 def _leaves(prefix: FieldPath, value: Mapping[str, Any]) -> Iterator[tuple[FieldPath, Any]]:
@@ -129,9 +130,10 @@ def plan(spec: ServiceProfileSpec, view: DeploymentView) -> Plan:
         )
         return result
     live = {str(c.get("name")): c for c in view.containers}
-    for name in wanted:
+    managed = [n for n in names if n in wanted]  # in the Deployment's own order
+    for name in managed:
         _container_fragments(spec, view, name, live[name], result)
-    _pod_fragments(spec, view, [live[n] for n in wanted], result)
+    _pod_fragments(spec, view, [live[n] for n in managed], result)
     return result
 
 
@@ -216,9 +218,17 @@ def _env_fragments(
     env = {str(e.get("name")): e for e in current.get("env") or ()}
 
     def derived(var: str, value: str) -> tuple[FieldPath, Any] | None:
-        """A value the profile derives rather than declares: the user's own setting wins."""
+        """A value the profile derives rather than declares: the user's own setting wins, also
+        one the container may get through envFrom (a ConfigMap or Secret the operator does not
+        read): an env entry would shadow it, so none is added."""
         path = (*base, "f:env", key(name=var))
         if _user_owned(view, path, var in env):
+            return None
+        if current.get("envFrom") and var not in env:
+            out.notices.append(
+                f"{var} is not set on container {name}: it may come from its envFrom, which the "
+                "operator does not read; set it in the container's env (or declare it) to decide"
+            )
             return None
         return _env(base, var, value)
 

@@ -45,6 +45,7 @@ class Evaluation:
     apply: Mapping[str, Any] | None = None  # set only when a write is needed
     force: bool = False
     changes: tuple[str, ...] = ()  # check ids the apply fixes
+    notices: tuple[str, ...] = ()  # what a person should know that is not a violation
 
     @property
     def compliant(self) -> bool:
@@ -110,11 +111,12 @@ def evaluate(
     notes = tuple(Violation(check=p.check, field=p.field, message=p.message) for p in result.notes)
     if result.problems:
         problems = tuple(Violation(check=p.check, field=p.field, message=p.message) for p in result.problems)
-        return Evaluation(violations=notes, problems=problems)
+        return Evaluation(violations=notes, problems=problems, notices=tuple(result.notices))
     doc = live_document(view)
     violations: list[Violation] = list(notes)
     conflicts: list[Conflict] = []
     included: list[Fragment] = []
+    kept: list[tuple[FieldPath, Any]] = []
     changes: list[str] = []
     force = policy == "Force"
     for fragment in result.fragments:
@@ -134,11 +136,20 @@ def evaluate(
             violations.append(_violation(fragment, current, diffs))
         if hard or (soft and policy == "Report"):
             conflicts.extend(hard or soft)
+            # Left out of the apply, but what we already own of it stays as it is: an apply
+            # without those fields would take them away (a probe left without its port).
+            kept.extend(
+                (p, current[p])
+                for p, _ in fragment.leaves
+                if not is_missing(current[p])
+                and _ours(view, p)
+                and not owners(view, p, exclude=FIELD_MANAGER)
+            )
             continue
         included.append(fragment)
         if diffs:
             changes.append(fragment.check)
-    leaves = [leaf for fragment in included for leaf in fragment.leaves]
+    leaves = [leaf for fragment in included for leaf in fragment.leaves] + kept
     released = _released(view, [p for p, _ in leaves])
     apply = None
     if changes or released:
@@ -156,7 +167,12 @@ def evaluate(
         apply=apply,
         force=force,
         changes=tuple(changes),
+        notices=tuple(result.notices),
     )
+
+
+def _ours(view: DeploymentView, path: FieldPath) -> bool:
+    return any(e.manager == FIELD_MANAGER and path in e.covered for e in view.managed)
 
 
 def _handler_conflicts(fragment: Fragment, doc: Mapping[str, Any], view: DeploymentView) -> list[Conflict]:
@@ -172,7 +188,10 @@ def _handler_conflicts(fragment: Fragment, doc: Mapping[str, Any], view: Deploym
         if other == fragment.handler or other not in current:
             continue
         path = (*fragment.handler_parent, f"f:{other}")
-        for manager in owners(view, path, exclude=FIELD_MANAGER) or ["unknown"]:
+        theirs = owners(view, path, exclude=FIELD_MANAGER)
+        if not theirs and _ours(view, path):
+            continue  # our own earlier handler: the apply that sets the new one drops it
+        for manager in theirs or ["unknown"]:
             found.append(Conflict(manager=manager, field=human(path)))
     return found
 

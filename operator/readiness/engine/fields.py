@@ -102,10 +102,11 @@ def _materialise(node: dict[str, Any]) -> dict[str, Any]:
     for element, child in node.items():
         name = element[2:]
         if isinstance(child, dict) and child and all(k.startswith("k:") for k in child):
-            out[name] = [
-                {**json.loads(item[2:]), **_materialise(grandchild)}
-                for item, grandchild in sorted(child.items())
-            ]
+            # Containers keep the order they were given in (the live order: server-side apply
+            # would reorder the user's containers otherwise); env is sorted, so the same
+            # variables always make the same apply.
+            items = sorted(child.items()) if element == "f:env" else list(child.items())
+            out[name] = [{**json.loads(item[2:]), **_materialise(grandchild)} for item, grandchild in items]
         elif isinstance(child, dict) and any(k.startswith(("f:", "k:")) for k in child):
             out[name] = _materialise(child)
         else:

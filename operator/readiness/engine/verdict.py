@@ -79,6 +79,8 @@ def target(
             state, message = "Violating", f"{len(violations)} violation(s)"
         else:
             state = "Compliant"
+    if ev.notices:
+        message = "; ".join(part for part in (message, *ev.notices) if part)
     return Target(
         name=view.name,
         compliant=state == "Compliant",
