@@ -1,4 +1,6 @@
-"""``python -m readiness_testbed build|up|down|status [--dir DIR]``."""
+"""``python -m readiness_testbed build|up|down|status|rss [--dir DIR]``, and faults:
+``python -m readiness_testbed stop|kill|start|pause|resume COMPONENT`` (etcd, kube-apiserver,
+kube-controller-manager, kube-scheduler, kwok): the data and the addresses are kept."""
 
 from __future__ import annotations
 
@@ -12,7 +14,10 @@ from .cluster import Testbed, TestbedError
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m readiness_testbed", description=__doc__)
-    parser.add_argument("action", choices=("build", "up", "down", "status", "rss"))
+    parser.add_argument(
+        "action", choices=("build", "up", "down", "status", "rss", "stop", "kill", "start", "pause", "resume")
+    )
+    parser.add_argument("component", nargs="?", help="for stop, kill, start, pause and resume")
     parser.add_argument("--dir", type=Path, default=Path(".testbed"), help="state directory")
     parser.add_argument("--nodes", type=int, default=3, help="fake kwok nodes to create")
     args = parser.parse_args(argv)
@@ -31,6 +36,14 @@ def main(argv: list[str] | None = None) -> int:
             healthy = testbed.is_healthy()
             print("running" if healthy else "stopped")
             return 0 if healthy else 1
+        elif args.action in ("stop", "kill", "start", "pause", "resume"):
+            if not args.component:
+                parser.error(f"{args.action} needs a component")
+            if args.action in ("stop", "kill"):
+                testbed.stop(args.component, kill=args.action == "kill")
+            else:
+                getattr(testbed, args.action)(args.component)
+            print(f"testbed: {args.action} {args.component}", file=sys.stderr)
         elif args.action == "rss":
             for name, size in testbed.peak_rss_bytes().items():
                 print(f"{name}\t{size / 2**20:.0f} MiB")

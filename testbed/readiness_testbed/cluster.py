@@ -94,6 +94,8 @@ class Testbed:
         """Ensure the control plane runs; return True when this call started it."""
         if self.is_healthy():
             return False
+        if self._restart_stopped(timeout):
+            return False
         self.down()  # clear the leftovers of a crashed or half-started testbed
         binaries = ensure_binaries()
         self.bin_dir.mkdir(parents=True, exist_ok=True)
@@ -123,6 +125,57 @@ class Testbed:
         )
         return True
 
+    # ---- faults: one component at a time, data and addresses kept --------------------------
+
+    def stop(self, component: str, kill: bool = False) -> None:
+        """Stop one component (SIGTERM, or SIGKILL with ``kill``); its data and port stay."""
+        pid = self._pid(component)
+        if pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL if kill else signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while self._owned(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self._owned(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+
+    def start(self, component: str, timeout: float = 120.0) -> None:
+        """Start one stopped component again, on the same port and with the same data."""
+        state = self._load_state()
+        if state is None:
+            raise TestbedError("the testbed is not up")
+        pid = self._pid(component)
+        if pid is not None:
+            return
+        ports = Ports(**state["ports"])
+        pids = dict(state["pids"])
+        pids[component] = self._spawn(component, self._command(component, ports))
+        self._save_state(ports, pids)
+        self._wait_ready(component, ports, pids[component], time.monotonic() + timeout)
+
+    def pause(self, component: str) -> None:
+        """Freeze one component (SIGSTOP): it holds its connections and answers nothing."""
+        self._signal(component, signal.SIGSTOP)
+
+    def resume(self, component: str) -> None:
+        self._signal(component, signal.SIGCONT)
+
+    def _signal(self, component: str, sig: signal.Signals) -> None:
+        pid = self._pid(component)
+        if pid is None:
+            raise TestbedError(f"{component} is not running")
+        os.killpg(pid, sig)
+
+    def _pid(self, component: str) -> int | None:
+        """The running process of ``component``, or None."""
+        if component not in COMPONENTS:
+            raise TestbedError(f"unknown component {component!r}; one of {', '.join(COMPONENTS)}")
+        state = self._load_state() or {}
+        pid = int(state.get("pids", {}).get(component, 0))
+        return pid if pid and self._owned(pid) else None
+
     def down(self) -> None:
         """Stop every process this testbed started (TERM, then KILL) and forget them."""
         state = self._load_state()
@@ -143,6 +196,19 @@ class Testbed:
         data = self.state_dir / "etcd-data"
         if data.exists():
             subprocess.run(["rm", "-rf", str(data)], check=False)
+
+    def _restart_stopped(self, timeout: float) -> bool:
+        """Start again the components that died while etcd (the data) still runs: the cluster
+        keeps its objects and addresses. False when there is nothing to resume."""
+        state = self._load_state()
+        if not state or self._pid("etcd") is None:
+            return False
+        try:
+            for component in COMPONENTS:
+                self.start(component, timeout)
+        except TestbedError:
+            return False
+        return self.is_healthy()
 
     def is_healthy(self) -> bool:
         state = self._load_state()

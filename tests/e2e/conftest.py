@@ -56,36 +56,66 @@ def crd(kube: Kube) -> None:
     kube.run("wait", "--for=condition=Established", "crd/serviceprofiles.readiness.dev", "--timeout=60s")
 
 
-@pytest.fixture(scope="session")
-def operator(kube: Kube, crd: None, testbed: Any) -> Iterator[Operator]:
-    log = Path(testbed.log_dir) / f"operator-{int(time.time())}.log"
+def start_operator(kubeconfig: Path, log_dir: Path, name: str = "operator", **settings: str) -> Operator:
+    """``readiness run`` as a user starts it: KUBECONFIG, free ports for /metrics and /readyz,
+    JSON logs to a file in ``log_dir``, and READINESS_* settings given as keywords
+    (``namespaces="t-*"`` becomes READINESS_NAMESPACES=t-*)."""
+    log = Path(log_dir) / f"{name}-{time.time_ns()}.log"
     metrics_port, health_port = _free_port(), _free_port()
     env = {
         **os.environ,
-        "KUBECONFIG": str(kube.kubeconfig),
+        "KUBECONFIG": str(kubeconfig),
         "READINESS_LOG_FORMAT": "json",
         "READINESS_LOG_LEVEL": "info",
-        "READINESS_NAMESPACES": "t-*",  # solo operators in other tests own their namespaces
-        "READINESS_RESYNC_SECONDS": str(RESYNC_SECONDS),
-        "READINESS_MAX_CORRECTIONS": str(MAX_CORRECTIONS),
         "READINESS_METRICS_PORT": str(metrics_port),
         "READINESS_HEALTH_PORT": str(health_port),
+        **{f"READINESS_{key.upper()}": value for key, value in settings.items()},
     }
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "readiness", "run"], env=env, stdout=out, stderr=subprocess.STDOUT
         )
-    op = Operator(process, log, metrics_port, health_port)
+    return Operator(process, log, metrics_port, health_port)
+
+
+def stop_operator(op: Operator) -> None:
+    op.process.terminate()
     try:
-        wait_for(lambda: _ready(op), timeout=60, what=f"operator /readyz (log: {log})")
+        op.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        op.process.kill()
+        op.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def operator(kube: Kube, crd: None, testbed: Any) -> Iterator[Operator]:
+    op = start_operator(
+        kube.kubeconfig,
+        testbed.log_dir,
+        namespaces="t-*",  # solo operators in other tests own their namespaces
+        resync_seconds=str(RESYNC_SECONDS),
+        max_corrections=str(MAX_CORRECTIONS),
+    )
+    try:
+        wait_for(lambda: _ready(op), timeout=60, what=f"operator /readyz (log: {op.log})")
         yield op
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-    sys.stderr.write(f"operator log: {log}\n")
+        stop_operator(op)
+    sys.stderr.write(f"operator log: {op.log}\n")
+
+
+def readyz(op: Operator) -> tuple[int, str]:
+    """/readyz's status code and body; (0, error) when nothing answers."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{op.health_port}/readyz", timeout=3) as response:
+            return int(response.status), response.read().decode()
+    except urllib.error.HTTPError as error:
+        return int(error.code), error.read().decode()
+    except OSError as error:
+        return 0, str(error)
 
 
 def _ready(op: Operator) -> bool:

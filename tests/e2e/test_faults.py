@@ -1,0 +1,190 @@
+"""Faults: the operator killed mid-rollout, the apiserver killed and restarted, etcd paused, the
+CRD deleted and re-created, the operator started before its CRD. Nothing is lost, nothing is
+done twice, the operator recovers without a restart and /readyz says what is wrong meanwhile.
+
+The control-plane faults run on a control plane of their own, so the other tests never see them.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+from tests.conftest import ROOT, Kube
+from tests.e2e.conftest import Operator, readyz, start_operator, stop_operator, wait_for
+from tests.e2e.test_profiles import PROBES, container, simple_deployment, simple_profile
+
+from readiness_testbed import Testbed as ControlPlane
+
+
+def generations(kube: Kube, namespace: str) -> Counter[int]:
+    items = kube.json("get", "deployments", "-n", namespace)["items"]
+    return Counter(int(d["metadata"]["generation"]) for d in items)
+
+
+def compliant(kube: Kube, namespace: str, matched: int) -> bool:
+    sp = kube.json("get", "serviceprofile", "api", "-n", namespace)
+    summary = sp.get("status", {}).get("summary", {})
+    return bool(summary.get("matched") == matched and summary.get("compliant") == matched)
+
+
+def unready_reason(op: Operator, timeout: float = 30) -> str:
+    """Wait until /readyz answers 503; its reason."""
+
+    def check() -> str | None:
+        code, body = readyz(op)
+        return body if code == 503 else None
+
+    return wait_for(check, timeout=timeout, what="/readyz reporting the fault")
+
+
+def ready(op: Operator) -> bool:
+    if op.process.poll() is not None:
+        raise AssertionError(f"operator exited with {op.process.returncode}:\n{op.log_text()[-3000:]}")
+    return readyz(op)[0] == 200
+
+
+@pytest.fixture
+def own_namespace(kube: Kube) -> Iterator[str]:
+    """Out of the session operator's reach (it watches t-*): only this test's operators act here."""
+    name = f"fault-{uuid.uuid4().hex[:8]}"
+    kube.run("create", "namespace", name)
+    yield name
+    kube.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+def test_an_operator_killed_mid_rollout_finishes_with_one_change_per_deployment(
+    kube: Kube, own_namespace: str, testbed: Any, crd: None
+) -> None:
+    namespace, count = own_namespace, 120
+    items = [simple_deployment(namespace, f"api-{i:03}") for i in range(count)]
+    for item in items:  # all selected by the profile "api"; no pods, so rollouts finish at once
+        labels = {"app.kubernetes.io/name": "api"}
+        item["metadata"]["labels"] = labels
+        item["spec"].update({"replicas": 0, "selector": {"matchLabels": labels}})
+        item["spec"]["template"]["metadata"]["labels"] = labels
+    kube.apply(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": items}))
+    first = start_operator(kube.kubeconfig, testbed.log_dir, "killed", namespaces=namespace, workers="1")
+    try:
+        wait_for(lambda: ready(first), what="first operator ready")
+        kube.apply(yaml.safe_dump(simple_profile(namespace, probes=PROBES)))
+        wait_for(lambda: generations(kube, namespace)[2] >= 10, what="the rollout under way")
+        first.process.send_signal(signal.SIGKILL)
+        first.process.wait(timeout=10)
+    finally:
+        stop_operator(first)
+    midway = generations(kube, namespace)
+    assert midway[1] > 0, f"the operator was killed mid-rollout, not after it: {midway}"
+    second = start_operator(kube.kubeconfig, testbed.log_dir, "after-kill", namespaces=namespace)
+    try:
+        wait_for(lambda: compliant(kube, namespace, count), timeout=120, what="every Deployment compliant")
+        assert generations(kube, namespace) == Counter({2: count}), "exactly one template change each"
+        events = kube.json("get", "events", "-n", namespace, "--field-selector", "reason=ProfileApplied")
+        per_deployment = Counter(e["involvedObject"]["name"] for e in events["items"])
+        assert all(n == 1 for n in per_deployment.values()), per_deployment.most_common(3)
+        assert len(per_deployment) >= count - midway[2], "the second operator announced what it changed"
+    finally:
+        stop_operator(second)
+
+
+@pytest.fixture(scope="module")
+def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """A control plane of this module's own: its apiserver and etcd are about to suffer."""
+    testbed = ControlPlane(tmp_path_factory.mktemp("faults") / "testbed")
+    testbed.up()
+    try:
+        yield testbed
+    finally:
+        testbed.down()
+
+
+@pytest.fixture
+def bed_kube(bed: ControlPlane) -> Kube:
+    kube = Kube(kubectl=bed.kubectl, kubeconfig=bed.kubeconfig)
+    kube.run("apply", "--server-side", "-k", str(ROOT / "crds"))
+    kube.run("wait", "--for=condition=Established", "crd/serviceprofiles.readiness.dev", "--timeout=60s")
+    return kube
+
+
+def probe_path(kube: Kube, namespace: str) -> str | None:
+    dep = kube.json("get", "deployment", "api", "-n", namespace)
+    path = container(dep).get("readinessProbe", {}).get("httpGet", {}).get("path")
+    return None if path is None else str(path)
+
+
+def drift_and_wait(kube: Kube, namespace: str) -> None:
+    remove = '[{"op": "remove", "path": "/spec/template/spec/containers/0/readinessProbe"}]'
+    kube.run(
+        "patch", "-n", namespace, "deployment/api", "--type=json", "-p", remove, "--field-manager=drifter"
+    )
+    wait_for(lambda: probe_path(kube, namespace) == "/ready", timeout=60, what="the drift corrected")
+
+
+def test_apiserver_killed_and_etcd_paused(bed: ControlPlane, bed_kube: Kube) -> None:
+    kube, namespace = bed_kube, "faults-apiserver"
+    kube.run("create", "namespace", namespace)
+    kube.apply(yaml.safe_dump_all([simple_deployment(namespace), simple_profile(namespace, probes=PROBES)]))
+    op = start_operator(bed.kubeconfig, bed.log_dir, "faults", namespaces=namespace)
+    try:
+        wait_for(lambda: ready(op), what="operator ready")
+        wait_for(lambda: compliant(kube, namespace, 1), what="compliant")
+
+        bed.stop("kube-apiserver", kill=True)
+        reason = unready_reason(op)
+        assert "apiserver" in reason, reason
+        time.sleep(5)  # the operator keeps running without its apiserver
+        assert op.process.poll() is None
+        bed.start("kube-apiserver")
+        wait_for(lambda: ready(op), timeout=60, what="/readyz back after the apiserver returned")
+        drift_and_wait(kube, namespace)
+
+        bed.pause("etcd")
+        time.sleep(10)
+        bed.resume("etcd")
+        wait_for(lambda: ready(op), timeout=60, what="/readyz after etcd resumed")
+        drift_and_wait(kube, namespace)
+        assert op.process.poll() is None, "no restart needed"
+        dep = kube.json("get", "deployment", "api", "-n", namespace)
+        assert dep["metadata"]["generation"] == 6, "one apply, two drifts, two corrections"
+    finally:
+        stop_operator(op)
+
+
+def test_the_crd_deleted_and_recreated_and_an_operator_started_before_it(
+    bed: ControlPlane, bed_kube: Kube
+) -> None:
+    kube, namespace = bed_kube, "faults-crd"
+    kube.run("create", "namespace", namespace)
+    kube.apply(yaml.safe_dump(simple_deployment(namespace)))
+    running = start_operator(bed.kubeconfig, bed.log_dir, "crd-running", namespaces=namespace)
+    try:
+        wait_for(lambda: ready(running), what="operator ready")
+        kube.run("delete", "crd", "serviceprofiles.readiness.dev", "--wait=true")
+        reason = unready_reason(running)
+        assert "CRD serviceprofiles.readiness.dev is not installed" in reason
+        early = start_operator(bed.kubeconfig, bed.log_dir, "crd-early", namespaces=namespace)
+        try:
+            time.sleep(5)
+            assert early.process.poll() is None, (
+                f"started before its CRD, it must wait, not exit:\n{early.log_text()[-2000:]}"
+            )
+            assert readyz(early)[0] != 200
+            stop_operator(running)
+            kube.run("apply", "--server-side", "-k", str(ROOT / "crds"))
+            kube.run(
+                "wait", "--for=condition=Established", "crd/serviceprofiles.readiness.dev", "--timeout=60s"
+            )
+            wait_for(lambda: ready(early), timeout=60, what="ready once the CRD exists")
+            kube.apply(yaml.safe_dump(simple_profile(namespace, probes=PROBES)))
+            wait_for(lambda: compliant(kube, namespace, 1), timeout=60, what="compliant without a restart")
+            assert probe_path(kube, namespace) == "/ready"
+        finally:
+            stop_operator(early)
+    finally:
+        stop_operator(running)
