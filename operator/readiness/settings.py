@@ -20,7 +20,7 @@ class Settings(BaseSettings):
         default=300.0, ge=5, description="Periodic re-check of every profile, as a backstop to watches."
     )
     workers: int = Field(
-        default=16,
+        default=32,
         ge=1,
         le=128,
         description="Deployments reconciled concurrently: at most this many server-side applies in flight "
