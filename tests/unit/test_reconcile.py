@@ -398,3 +398,19 @@ async def test_a_new_reason_gets_its_own_warning_and_the_same_one_none(twin: Twi
         "once for helm, once more when argocd is the new reason"
     )
     assert op.metrics.registry.get_sample_value("readiness_conflicts_total") == 1.0, "one conflict episode"
+
+
+async def test_an_apply_the_apiserver_refuses_is_not_retried_until_something_changes(twin: Twin) -> None:
+    twin.add_deployment(deployment())
+    twin.add_profile(NS, "p", PROFILE)
+    op = Operator(twin)
+    twin.fail_next = ApiError(422, "Invalid", "spec.template.spec.containers[0].lifecycle: Invalid value")
+    outcomes = await op.converge()
+    assert not outcomes[0].retry, "a 422 will fail the same way again"
+    assert op.status()["targets"][0]["state"] == "Invalid"
+    again = await op.converge()
+    assert again[0].skipped
+    assert len(twin.applies) == 1
+    twin.add_profile(NS, "p", {**PROFILE, "logging": {"level": "info"}}, generation=2)
+    await op.converge()
+    assert len(twin.applies) == 2, "a changed profile is tried again"
