@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from . import API_GROUP, __version__
 from .board import Board
-from .controller import Controller, Resync, WorkKey
+from .controller import Controller, WorkKey
 from .events import EventSink
 from .guard import FightGuard
 from .handlers import register
@@ -23,6 +23,7 @@ from .logconfig import configure
 from .memory import Trimmer
 from .metrics import Metrics
 from .peering import PeeringGate, draw_priority, own_identity
+from .periodic import Every
 from .reconcile import Reconciler
 from .serve import Servers
 from .settings import Settings
@@ -116,8 +117,9 @@ async def operate(settings: Settings) -> None:
         gate,
     )
     workers: Workers[WorkKey] = Workers(queue, controller.work, settings.workers)
-    resync = Resync(controller, settings.resync_seconds)
+    resync = Every(settings.resync_seconds, controller.resync, "resync")
     trimmer = Trimmer(busy=lambda: bool(queue.busy or queue.depth), worked=lambda: queue.taken)
+    trim = Every(15.0, trimmer.tick, "malloc-trim")
     registry = kopf.OperatorRegistry()
     register(registry, controller)
     ready = asyncio.Event()
@@ -126,13 +128,13 @@ async def operate(settings: Settings) -> None:
     async def startup(**_: Any) -> None:
         workers.start()
         resync.start()
-        trimmer.start()
+        trim.start()
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
         log.info("shutting_down", grace_seconds=settings.shutdown_seconds, in_flight=queue.busy)
         resync.stop()
-        trimmer.stop()
+        trim.stop()
         controller.close()
         await workers.stop(settings.shutdown_seconds)
         with contextlib.suppress(TimeoutError):

@@ -14,7 +14,6 @@ One door: every event, deletions included, only updates the world and queues key
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -172,24 +171,3 @@ class Controller:
             log.warning("work_failed", kind=kind, namespace=namespace, name=name, error=str(error))
             return True
         return False
-
-
-class Resync:
-    """Runs the controller's resync every ``period`` seconds."""
-
-    def __init__(self, controller: Controller, period: float) -> None:
-        self._controller, self._period = controller, period
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="resync")
-
-    def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-
-    async def _loop(self) -> None:
-        with contextlib.suppress(asyncio.CancelledError):
-            while True:
-                await asyncio.sleep(self._period)
-                self._controller.resync()

@@ -7,15 +7,9 @@ process. ``malloc_trim`` returns them. It is a no-op where the C library lacks i
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import ctypes
 import ctypes.util
 from collections.abc import Callable
-
-import structlog
-
-log = structlog.get_logger("readiness.memory")
 
 
 def _trimmer() -> Callable[[], object] | None:
@@ -31,34 +25,21 @@ def _trimmer() -> Callable[[], object] | None:
 
 
 class Trimmer:
-    """Every ``period`` seconds, if work was done since the last look and none is in progress,
-    trims the heap once."""
+    """Trims the heap once after work was done, when none is in progress: ``tick`` it every so
+    often (the assembly does, every 15 s)."""
 
     def __init__(
         self,
         busy: Callable[[], bool],
         worked: Callable[[], int],
-        period: float = 15.0,
         trim: Callable[[], object] | None = None,
     ) -> None:
-        self._busy, self._worked, self._period = busy, worked, period
+        self._busy, self._worked = busy, worked
         self._trim = trim or _trimmer()
         self._seen = 0
-        self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        if self._trim is not None:
-            self._task = asyncio.create_task(self._loop(), name="malloc-trim")
-
-    def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-
-    async def _loop(self) -> None:
-        with contextlib.suppress(asyncio.CancelledError):
-            while True:
-                await asyncio.sleep(self._period)
-                worked = self._worked()
-                if worked != self._seen and not self._busy() and self._trim is not None:
-                    self._seen = worked
-                    self._trim()
+    def tick(self) -> None:
+        worked = self._worked()
+        if self._trim is not None and worked != self._seen and not self._busy():
+            self._seen = worked
+            self._trim()

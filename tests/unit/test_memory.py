@@ -3,18 +3,17 @@ from __future__ import annotations
 import asyncio
 
 from readiness.memory import Trimmer, _trimmer
+from readiness.periodic import Every
 
 
 async def test_the_heap_is_trimmed_once_after_work_and_never_while_busy() -> None:
     trims: list[int] = []
     state = {"busy": True, "worked": 0}
     trimmer = Trimmer(
-        busy=lambda: bool(state["busy"]),
-        worked=lambda: int(state["worked"]),
-        period=0.02,
-        trim=lambda: trims.append(1),
+        busy=lambda: bool(state["busy"]), worked=lambda: int(state["worked"]), trim=lambda: trims.append(1)
     )
-    trimmer.start()
+    every = Every(0.02, trimmer.tick, "trim")
+    every.start()
     state["worked"] = 5
     await asyncio.sleep(0.1)
     assert trims == [], "not while work is in progress"
@@ -23,7 +22,7 @@ async def test_the_heap_is_trimmed_once_after_work_and_never_while_busy() -> Non
     assert trims == [1], "once, then nothing until more work is done"
     state["worked"] = 6
     await asyncio.sleep(0.1)
-    trimmer.stop()
+    every.stop()
     assert trims == [1, 1]
 
 

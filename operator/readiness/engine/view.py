@@ -80,12 +80,7 @@ class DeploymentView:
         """The part of an apps/v1 Deployment the view is made from, in the API's own shape:
         ``from_body(essentials(body))`` is the same view as ``from_body(body)``. An operator
         watching thousands of Deployments keeps this, packed, and nothing more."""
-        meta = body.get("metadata") or {}
-        spec = body.get("spec") or {}
-        template = spec.get("template") or {}
-        tmeta = template.get("metadata") or {}
-        tspec = template.get("spec") or {}
-        status = body.get("status") or {}
+        meta, spec, tmeta, tspec, status = _parts(body)
         return {
             "metadata": {
                 **{
@@ -125,12 +120,7 @@ class DeploymentView:
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> DeploymentView:
         """Project an apps/v1 Deployment (as the API returns it) onto the view."""
-        meta = body.get("metadata") or {}
-        spec = body.get("spec") or {}
-        template = spec.get("template") or {}
-        tmeta = template.get("metadata") or {}
-        tspec = template.get("spec") or {}
-        status = body.get("status") or {}
+        meta, spec, tmeta, tspec, status = _parts(body)
         progressing = next(
             (c for c in status.get("conditions") or () if c.get("type") == "Progressing"), None
         )
@@ -165,3 +155,16 @@ class DeploymentView:
                 progressing_reason=str((progressing or {}).get("reason") or ""),
             ),
         )
+
+
+def _parts(body: Mapping[str, Any]) -> tuple[Mapping[str, Any], ...]:
+    """metadata, spec, the pod template's metadata and spec, status: each {} when absent."""
+    spec = body.get("spec") or {}
+    template = spec.get("template") or {}
+    return (
+        body.get("metadata") or {},
+        spec,
+        template.get("metadata") or {},
+        template.get("spec") or {},
+        body.get("status") or {},
+    )
