@@ -142,18 +142,23 @@ async def operate(settings: Settings) -> None:
                 await events.drain()
         events.close()
 
+    crd = CrdWatch()
+
     async def readiness() -> str | None:
         if not ready.is_set():
             return "starting: watches not established yet"
         try:
-            if not await cluster.crd_established():
-                return f"CRD serviceprofiles.{API_GROUP} is not installed or not established"
+            established = await cluster.crd_established()
         except ApiError as error:
             return f"the apiserver cannot be reached or refused: {error}"
-        return None
+        return crd.observe(established)
 
     servers = Servers(
-        metrics, readiness, health_port=settings.health_port, metrics_port=settings.metrics_port
+        metrics,
+        readiness,
+        health_port=settings.health_port,
+        metrics_port=settings.metrics_port,
+        liveness=crd.liveness,
     )
     await servers.start()
     log.info(
@@ -180,6 +185,38 @@ async def operate(settings: Settings) -> None:
         await servers.stop()
         cluster.close()
         log.info("operator_stopped")
+
+
+class CrdWatch:
+    """What the ServiceProfile CRD's comings and goings mean for the probes.
+
+    kopf starts serving a CRD created after it started only if the apiserver's discovery already
+    lists it when the CRD's own events arrive; it often does not yet, and kopf does not look
+    again (seen on Kubernetes 1.34 with kopf 1.45). So once the CRD has been missing and is back,
+    /readyz and /healthz say so and the liveness probe restarts the operator, which then serves
+    it: a few seconds, instead of an operator that looks ready and serves nothing.
+    """
+
+    def __init__(self) -> None:
+        self._missing = False  # seen missing since start-up
+        self._returned = False  # and established again since
+
+    def observe(self, established: bool) -> str | None:
+        """The readiness verdict for one look at the CRD."""
+        if not established:
+            self._missing = True
+            return f"CRD serviceprofiles.{API_GROUP} is not installed or not established"
+        self._returned = self._returned or self._missing
+        return self.liveness()
+
+    def liveness(self) -> str | None:
+        return RECREATED if self._returned else None
+
+
+RECREATED = (
+    f"CRD serviceprofiles.{API_GROUP} appeared after the operator started: restart to serve it "
+    "(the liveness probe does)"
+)
 
 
 def run_operator() -> None:

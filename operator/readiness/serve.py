@@ -17,15 +17,26 @@ class Servers:
     """``readiness`` returns None when ready, else why not; its answer is cached briefly so
     that frequent probes do not turn into a stream of API calls."""
 
-    def __init__(self, metrics: Metrics, readiness: Check, health_port: int, metrics_port: int) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        readiness: Check,
+        health_port: int,
+        metrics_port: int,
+        liveness: Callable[[], str | None] = lambda: None,
+    ) -> None:
         self._metrics = metrics
         self._readiness = readiness
+        self._liveness = liveness
         self._cached: tuple[float, str | None] = (0.0, "not checked yet")
         self._ports = (health_port, metrics_port)
         self._runners: list[web.AppRunner] = []
 
     async def _healthz(self, _: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
+        reason = self._liveness()
+        if reason is None:
+            return web.Response(text="ok\n")
+        return web.Response(status=503, text=f"{reason}\n")
 
     async def _readyz(self, _: web.Request) -> web.Response:
         checked_at, reason = self._cached

@@ -56,10 +56,16 @@ def crd(kube: Kube) -> None:
     kube.run("wait", "--for=condition=Established", "crd/serviceprofiles.readiness.dev", "--timeout=60s")
 
 
-def start_operator(kubeconfig: Path, log_dir: Path, name: str = "operator", **settings: str) -> Operator:
+def start_operator(
+    kubeconfig: Path,
+    log_dir: Path,
+    name: str = "operator",
+    environ: dict[str, str] | None = None,
+    **settings: str,
+) -> Operator:
     """``readiness run`` as a user starts it: KUBECONFIG, free ports for /metrics and /readyz,
-    JSON logs to a file in ``log_dir``, and READINESS_* settings given as keywords
-    (``namespaces="t-*"`` becomes READINESS_NAMESPACES=t-*)."""
+    JSON logs to a file in ``log_dir``, READINESS_* settings given as keywords
+    (``namespaces="t-*"`` becomes READINESS_NAMESPACES=t-*) and any other ``environ``."""
     log = Path(log_dir) / f"{name}-{time.time_ns()}.log"
     metrics_port, health_port = _free_port(), _free_port()
     env = {
@@ -70,6 +76,7 @@ def start_operator(kubeconfig: Path, log_dir: Path, name: str = "operator", **se
         "READINESS_METRICS_PORT": str(metrics_port),
         "READINESS_HEALTH_PORT": str(health_port),
         **{f"READINESS_{key.upper()}": value for key, value in settings.items()},
+        **(environ or {}),
     }
     with open(log, "wb") as out:
         process = subprocess.Popen(

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -15,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 from tests.conftest import ROOT, Kube
-from tests.e2e.conftest import wait_for
+from tests.e2e.conftest import Operator, start_operator, stop_operator, wait_for
 from tests.e2e.test_profiles import PROBES, container, deployment, simple_deployment, simple_profile
 
 pytestmark = pytest.mark.e2e
@@ -48,23 +46,18 @@ def peering_namespace(kube: Kube, crd: None) -> Iterator[str]:
     kube.run("delete", "namespace", name, "--wait=false", check=False)
 
 
-def start(kube: Kube, namespace: str, priority: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(kube.kubeconfig),
-        "READINESS_NAMESPACES": namespace,
-        "READINESS_PEERING": "readiness-operator",
-        "READINESS_PEERING_PRIORITY": str(priority),
-        "READINESS_PEERING_LIFETIME_SECONDS": str(LIFETIME),
-        "READINESS_RESYNC_SECONDS": "5",
-        "READINESS_METRICS_PORT": "0",
-        "READINESS_HEALTH_PORT": "0",
-        "POD_ID": f"replica-{priority}",
-    }
-    with open(log, "wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "readiness", "run"], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
+def start(kube: Kube, namespace: str, priority: int, log_dir: Path) -> Operator:
+    return start_operator(
+        kube.kubeconfig,
+        log_dir,
+        f"ha-{namespace}-{priority}",
+        environ={"POD_ID": f"replica-{priority}"},
+        namespaces=namespace,
+        peering="readiness-operator",
+        peering_priority=str(priority),
+        peering_lifetime_seconds=str(LIFETIME),
+        resync_seconds="5",
+    )
 
 
 def applied_by(log: Path) -> int:
@@ -75,9 +68,9 @@ def test_the_standby_takes_over_when_the_active_replica_dies(
     kube: Kube, peering_namespace: str, testbed: Any
 ) -> None:
     ns = peering_namespace
-    logs = {p: Path(testbed.log_dir) / f"ha-{ns}-{p}.log" for p in (200, 100)}
-    active = start(kube, ns, 200, logs[200])
-    standby = start(kube, ns, 100, logs[100])
+    active = start(kube, ns, 200, Path(testbed.log_dir))
+    standby = start(kube, ns, 100, Path(testbed.log_dir))
+    logs = {200: active.log, 100: standby.log}
     try:
         time.sleep(5)  # both have announced themselves in the peering object
         kube.apply(yaml.safe_dump_all([simple_deployment(ns), simple_profile(ns, probes=PROBES)]))
@@ -85,8 +78,8 @@ def test_the_standby_takes_over_when_the_active_replica_dies(
         assert applied_by(logs[200]) == 1
         assert applied_by(logs[100]) == 0, "the standby does not act"
 
-        active.send_signal(signal.SIGKILL)  # a crash: no goodbye in the peering object
-        active.wait(timeout=10)
+        active.process.send_signal(signal.SIGKILL)  # a crash: no goodbye in the peering object
+        active.process.wait(timeout=10)
         killed = time.monotonic()
         kube.run(
             "patch",
@@ -107,7 +100,5 @@ def test_the_standby_takes_over_when_the_active_replica_dies(
         sys.stderr.write(f"failover after SIGKILL: {takeover:.1f}s (peering lifetime {LIFETIME}s)\n")
         assert "Resuming operations" in logs[100].read_text()
     finally:
-        for process in (active, standby):
-            if process.poll() is None:
-                process.terminate()
-                process.wait(timeout=30)
+        for op in (active, standby):
+            stop_operator(op)

@@ -146,7 +146,14 @@ def test_sigterm_finishes_in_flight_work_and_exits_cleanly(
     log = output.decode()
     assert '"event": "shutting_down"' in log
     assert '"event": "operator_stopped"' in log
-    for dep in kube.json("get", "deployments", "-n", solo_namespace, "--show-managed-fields")["items"]:
+    items = kube.json("get", "deployments", "-n", solo_namespace, "--show-managed-fields")["items"]
+    written = [
+        d for d in items if any(m["manager"] == "readiness-operator" for m in d["metadata"]["managedFields"])
+    ]
+    assert len(written) == log.count('"event": "deployment_applied"'), (
+        "every apply that reached the apiserver finished its reconcile: none was cut off by the shutdown"
+    )
+    for dep in items:
         container = dep["spec"]["template"]["spec"]["containers"][0]
         ours = [m for m in dep["metadata"]["managedFields"] if m["manager"] == "readiness-operator"]
         if ours:  # applied: all of it, in one write
