@@ -68,6 +68,15 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
+def _gone(pid: int) -> bool:
+    """True when ``pid`` has exited (a zombie waiting for its parent counts as exited)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+
+
 def _tail(path: Path, lines: int = 40) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -135,11 +144,13 @@ class Testbed:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL if kill else signal.SIGTERM)
         deadline = time.monotonic() + 15
-        while self._owned(pid) and time.monotonic() < deadline:
+        while not _gone(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if self._owned(pid):
+        if not _gone(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
+            while not _gone(pid) and time.monotonic() < deadline + 5:
+                time.sleep(0.05)
 
     def start(self, component: str, timeout: float = 120.0) -> None:
         """Start one stopped component again, on the same port and with the same data."""
@@ -179,18 +190,22 @@ class Testbed:
     def down(self) -> None:
         """Stop every process this testbed started (TERM, then KILL) and forget them."""
         state = self._load_state()
-        pids = [int(p) for p in state.get("pids", {}).values()] if state else []
+        # Only processes still running our binaries; then wait for those very pids to be gone
+        # (a process on its way out loses /proc/PID/exe before it stops running).
+        pids = [int(p) for p in (state or {}).get("pids", {}).values() if self._owned(int(p))]
         for pid in reversed(pids):
-            if self._owned(pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)
         deadline = time.monotonic() + 15
         for pid in pids:
-            while self._owned(pid) and _alive(pid) and time.monotonic() < deadline:
+            while not _gone(pid) and time.monotonic() < deadline:
                 time.sleep(0.1)
-            if self._owned(pid) and _alive(pid):
+            if not _gone(pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pid, signal.SIGKILL)
+        for pid in pids:
+            while not _gone(pid) and time.monotonic() < deadline + 5:
+                time.sleep(0.05)
         self._state_file.unlink(missing_ok=True)
         # etcd's data is throwaway: a fresh testbed starts empty.
         data = self.state_dir / "etcd-data"
