@@ -8,17 +8,13 @@ process. ``malloc_trim`` returns them. It is a no-op where the C library lacks i
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 from collections.abc import Callable
 
 
 def _trimmer() -> Callable[[], object] | None:
-    name = ctypes.util.find_library("c")
-    if not name:
-        return None
-    try:
-        trim = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):
+    # The process's own symbols include the C library's; no find_library (it runs ldconfig).
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    if trim is None:
         return None
     trim.argtypes = [ctypes.c_size_t]
     return lambda: trim(0)

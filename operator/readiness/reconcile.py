@@ -114,7 +114,7 @@ class Reconciler:
             record, spec = specs[owner]
             if spec.mode == "Enforce" and ev.apply is not None and not ev.problems:
                 targets[owner], decided = await self._enforce(record, view, ev, outcome, spec)
-        entries = {name: Entry(specs[name][0].generation, t) for name, t in targets.items() if name in specs}
+        entries = {name: Entry(specs[name][0].generation, t) for name, t in targets.items()}
         outcome.changed = self._board.record(view.namespace, view.name, entries)
         if not outcome.retry:
             self._decided[(view.namespace, view.name)] = (decided.fingerprint, context)

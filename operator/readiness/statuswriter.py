@@ -100,7 +100,8 @@ class StatusWriter:
             for deployment, entry in self._board.targets(namespace, name).items()
             if entry.generation == record.generation and deployment in selected
         }
-        if len(known) < len(selected):
+        waiting = len(known) < len(selected)
+        if waiting:
             since = self._waiting_since.setdefault(key, self._monotonic())
             if self._monotonic() - since < self._patience:
                 return True
@@ -120,7 +121,7 @@ class StatusWriter:
             [v.check for t in targets for v in t.violations],
             status.summary.score,
         )
-        return len(known) < len(selected)
+        return waiting
 
     def _previous(self, record: ProfileRecord) -> ServiceProfileStatus:
         """The status last written: ours if the watch has not shown it yet (no duplicate events,

@@ -111,18 +111,23 @@ def operator(kube: Kube, crd: None, testbed: Any) -> Iterator[Operator]:
     sys.stderr.write(f"operator log: {op.log}\n")
 
 
-def readyz(op: Operator) -> tuple[int, str]:
-    """/readyz's status code and body; (0, error) when nothing answers."""
+def probe(op: Operator, path: str) -> tuple[int, str]:
+    """The status code and body of the operator's ``path`` (/readyz, /healthz); (0, error)
+    when nothing answers."""
     import urllib.error
     import urllib.request
 
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{op.health_port}/readyz", timeout=3) as response:
+        with urllib.request.urlopen(f"http://127.0.0.1:{op.health_port}{path}", timeout=3) as response:
             return int(response.status), response.read().decode()
     except urllib.error.HTTPError as error:
         return int(error.code), error.read().decode()
     except OSError as error:
         return 0, str(error)
+
+
+def readyz(op: Operator) -> tuple[int, str]:
+    return probe(op, "/readyz")
 
 
 def _ready(op: Operator) -> bool:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 from tests.conftest import ROOT, Kube
-from tests.e2e.conftest import Operator, readyz, start_operator, stop_operator, wait_for
+from tests.e2e.conftest import Operator, probe, readyz, start_operator, stop_operator, wait_for
 from tests.e2e.test_profiles import PROBES, container, simple_deployment, simple_profile
 
 from readiness_testbed import Testbed as ControlPlane
@@ -158,16 +158,7 @@ def test_apiserver_killed_and_etcd_paused(bed: ControlPlane, bed_kube: Kube) -> 
 
 
 def healthz(op: Operator) -> tuple[int, str]:
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{op.health_port}/healthz", timeout=3) as response:
-            return int(response.status), response.read().decode()
-    except urllib.error.HTTPError as error:
-        return int(error.code), error.read().decode()
-    except OSError as error:
-        return 0, str(error)
+    return probe(op, "/healthz")
 
 
 def asks_for_restart(op: Operator) -> bool:
