@@ -128,7 +128,8 @@ def test_runtime_tuning_from_limits() -> None:
 def test_tracing_appends_resource_attributes_and_defaults_the_service_name() -> None:
     body = deployment(env=[{"name": "OTEL_RESOURCE_ATTRIBUTES", "value": "team=a"}])
     ev = evaluate(
-        spec(tracing={"endpoint": "http://c:4317", "samplerArg": "0.25"}), DeploymentView.from_body(body)
+        spec(conflictPolicy="Force", tracing={"endpoint": "http://c:4317", "samplerArg": "0.25"}),
+        DeploymentView.from_body(body),
     )
     assert ev.apply is not None
     env = {e["name"]: e for e in ev.apply["spec"]["template"]["spec"]["containers"][0]["env"]}
@@ -140,6 +141,14 @@ def test_tracing_appends_resource_attributes_and_defaults_the_service_name() -> 
     assert env["OTEL_TRACES_SAMPLER_ARG"]["value"] == "0.25"
     assert ev.force, "appending to the user's own value takes that one field"
     assert not ev.conflicts
+    report = evaluate(spec(tracing={"endpoint": "http://c:4317"}), DeploymentView.from_body(body))
+    assert [(c.manager, c.field) for c in report.conflicts] == [
+        (
+            "kubectl-client-side-apply",
+            "spec.template.spec.containers[app].env[OTEL_RESOURCE_ATTRIBUTES].value",
+        )
+    ], "Report never takes another manager's value, not even to append to it"
+    assert (report.force, report.apply) == (False, None)
 
 
 def test_user_values_win_where_the_profile_is_silent() -> None:
@@ -185,13 +194,15 @@ def test_another_managers_field(policy: str) -> None:
         assert ev.force
 
 
-def test_an_api_default_is_no_conflict_but_another_handler_always_is() -> None:
+def test_report_never_forces_and_another_handler_is_always_a_conflict() -> None:
     ev = evaluate(
         spec(shutdown={"terminationGracePeriodSeconds": 60}), DeploymentView.from_body(deployment())
     )
-    assert not ev.conflicts
-    assert ev.force
-    assert ev.apply is not None
+    assert [(c.manager, c.field) for c in ev.conflicts] == [
+        ("kubectl-client-side-apply", "spec.template.spec.terminationGracePeriodSeconds")
+    ], "a default kubectl recorded is kubectl's: Report leaves it"
+    assert not ev.force
+    assert ev.apply is None
     body = deployment(livenessProbe={"exec": {"command": ["true"]}})
     ev = evaluate(
         spec(conflictPolicy="Force", probes={"port": "http", "liveness": {"path": "/healthz"}}),

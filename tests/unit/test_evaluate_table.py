@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from readiness.engine import DeploymentView, Evaluation, evaluate, matches
+from readiness.engine import DeploymentView, Evaluation, evaluate, matches, target
 from readiness.models import ServiceProfileSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -568,7 +568,8 @@ SECTIONS: list[Any] = [
         id="resources-integers-as-quantity-strings",
     ),
     pytest.param(
-        {"shutdown": {"terminationGracePeriodSeconds": 60}},
+        # kubectl holds the defaulted grace period: only Force takes it (see the Report tests).
+        {"shutdown": {"terminationGracePeriodSeconds": 60}, "conflictPolicy": "Force"},
         ctr(),
         ["shutdown.grace.too-short"],
         pod(grace=60),
@@ -582,7 +583,10 @@ SECTIONS: list[Any] = [
         id="shutdown-prestop-sleep",
     ),
     pytest.param(
-        {"shutdown": {"terminationGracePeriodSeconds": 45, "preStopSleepSeconds": 10}},
+        {
+            "shutdown": {"terminationGracePeriodSeconds": 45, "preStopSleepSeconds": 10},
+            "conflictPolicy": "Force",
+        },
         ctr(),
         ["shutdown.prestop.missing", "shutdown.grace.too-short"],
         pod(app(lifecycle={"preStop": {"sleep": {"seconds": 10}}}), grace=45),
@@ -931,18 +935,27 @@ def test_default_service_name(labels: dict[str, str], service_name: str | None, 
 )
 def test_resource_attributes_are_appended_to_the_users_value(user: str | None, expected: str) -> None:
     user_env = [{"name": "OTEL_RESOURCE_ATTRIBUTES", "value": user}] if user is not None else []
-    ev = run(profile(tracing={"endpoint": ENDPOINT}), deployment(ctr(env=user_env)))
+    ev = run(profile(conflictPolicy="Force", tracing={"endpoint": ENDPOINT}), deployment(ctr(env=user_env)))
     values = env(containers(ev)["app"])
     assert values["OTEL_RESOURCE_ATTRIBUTES"] == expected
     assert values["OTEL_K8S_POD_NAME"] == {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}
-    assert ev.conflicts == (), "appending keeps the user's choice: no conflict"
-    assert ev.force is (user is not None and user != expected), (
-        "taking over the user's variable to append to it"
-    )
+    assert ev.force is True
+
+
+@pytest.mark.parametrize("user", ["team=checkout", "team=checkout,k8s.pod.name=x"])
+def test_appending_to_a_variable_another_manager_holds_is_a_conflict_under_report(user: str) -> None:
+    """Appending changes the holder's value: Report names the holder and takes nothing."""
+    body = deployment(ctr(env=[{"name": "OTEL_RESOURCE_ATTRIBUTES", "value": user}]))
+    ev = run(profile(conflictPolicy="Report", tracing={"endpoint": ENDPOINT}), body)
+    assert [(c.manager, c.field) for c in ev.conflicts] == [
+        (KUBECTL, f"{APP}.env[OTEL_RESOURCE_ATTRIBUTES].value")
+    ]
+    assert ev.force is False
+    assert ev.apply is None
 
 
 def test_appending_is_stable_once_applied() -> None:
-    spec = profile(tracing={"endpoint": ENDPOINT})
+    spec = profile(conflictPolicy="Force", tracing={"endpoint": ENDPOINT})
     _, after = converge(
         spec, deployment(ctr(env=[{"name": "OTEL_RESOURCE_ATTRIBUTES", "value": "team=checkout"}]))
     )
@@ -1234,16 +1247,26 @@ def test_only_what_a_managers_fields_list_is_theirs() -> None:
         ),
     ],
 )
-def test_an_api_default_is_not_a_conflict(live: dict[str, Any], sections: dict[str, Any]) -> None:
-    """Values the apiserver filled in are recorded as the creator's, but nobody chose them."""
+def test_a_default_a_manager_holds_is_its_choice(live: dict[str, Any], sections: dict[str, Any]) -> None:
+    """An Update records the apiserver's defaults as the writer's own; nobody can tell them from a
+    value written on purpose, so Report leaves them (and never forces), Force takes them, and
+    a default nobody holds (a server-side applied manifest left it out) is free."""
     body = make({**live, "creator": "kubectl-create"})
-    spec = profile(conflictPolicy="Report", **sections)
-    ev = run(spec, body)
-    assert ev.conflicts == ()
-    assert ev.violations != ()
-    assert ev.force is True, "the creator's claim on a default must be taken, or the apiserver refuses"
-    _, after = converge(spec, body)
-    assert run(spec, after).apply is None
+    report = run(profile(conflictPolicy="Report", **sections), body)
+    assert report.conflicts
+    assert {c.manager for c in report.conflicts} == {"kubectl-create"}
+    assert report.force is False
+    assert report.apply is None
+    force = profile(conflictPolicy="Force", **sections)
+    taken = run(force, body)
+    assert (taken.conflicts, taken.force) == ((), True)
+    _, after = converge(force, body)
+    assert run(force, after).apply is None
+    unheld = make({**live, "creator": None})
+    free = run(profile(conflictPolicy="Report", **sections), unheld)
+    assert (free.conflicts, free.force) == ((), False)
+    assert free.apply is not None
+    server_side_apply(unheld, free.apply, force=False)
 
 
 @pytest.mark.parametrize("policy", ["Report", "Force"])
@@ -1400,6 +1423,7 @@ def test_derived_values_we_own_follow_the_deployment(
 # ---- Fields we own and no longer want are released ----
 
 FULL = {
+    "conflictPolicy": "Force",  # the grace period is kubectl's (a default it recorded)
     "probes": {"port": "http", "readiness": {"path": "/ready", "periodSeconds": 5}},
     "resources": {"requests": {"cpu": "100m"}, "limits": {"memory": "256Mi"}},
     "shutdown": {"terminationGracePeriodSeconds": 45, "preStopSleepSeconds": 5},
@@ -1680,11 +1704,6 @@ def test_a_conflict_on_a_fragment_we_applied_before_writes_nothing() -> None:
     assert ev.apply is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: GOMEMLIMIT is derived from the profile's declared memory limit even when that "
-    "limit is not applied (Report conflict): 0.9 x 1Gi while the container keeps its 256Mi limit",
-)
 def test_gomemlimit_follows_the_limit_the_container_keeps() -> None:
     body = deployment(ctr(resources={"limits": {"memory": "256Mi"}}))
     ev = run(profile(resources={"limits": {"memory": "1Gi"}}, runtime={"go": {}}), body)
@@ -1693,11 +1712,6 @@ def test_gomemlimit_follows_the_limit_the_container_keeps() -> None:
     assert values.get("GOMEMLIMIT") in (None, str(int(256 * 2**20 * 0.9)))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: GOMEMLIMIT is derived from the live memory limit that the same apply releases, "
-    "so dropping resources.limits.memory takes two applies (and two rollouts) instead of one",
-)
 def test_releasing_the_memory_limit_releases_gomemlimit_in_the_same_apply() -> None:
     spec = profile(resources={"limits": {"memory": "256Mi"}}, runtime={"go": {}})
     _, after = converge(spec, deployment())
@@ -1705,19 +1719,14 @@ def test_releasing_the_memory_limit_releases_gomemlimit_in_the_same_apply() -> N
     ev = run(smaller, after)
     assert ev.apply is not None
     final = server_side_apply(after, ev.apply, force=ev.force)
-    assert "resources" not in ev.apply["spec"]["template"]["spec"]["containers"][0]
-    assert "GOMEMLIMIT" not in env(final["spec"]["template"]["spec"]["containers"][0])
+    assert "resources" not in json.dumps(ev.apply), "the limit is released..."
+    assert "GOMEMLIMIT" not in env(final["spec"]["template"]["spec"]["containers"][0]), "...with it"
     again = run(smaller, final)
     assert again.apply is None
     assert checks(again) == ["runtime.go.memory-limit.missing"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: a declared variable the user sets with valueFrom is compared on .value only "
-    "(missing, so 'no conflict'); the apply adds a value next to the user's valueFrom, which the "
-    "apiserver rejects as invalid instead of the target being reported Conflicted",
-)
+@pytest.mark.parametrize("policy", ["Report", "Force"])
 @pytest.mark.parametrize(
     ("variable", "value_from", "sections"),
     [
@@ -1742,21 +1751,17 @@ def test_releasing_the_memory_limit_releases_gomemlimit_in_the_same_apply() -> N
     ],
 )
 def test_a_declared_variable_set_with_value_from_is_a_conflict(
-    variable: str, value_from: dict[str, Any], sections: dict[str, Any]
+    variable: str, value_from: dict[str, Any], sections: dict[str, Any], policy: str
 ) -> None:
+    """A value beside the user's valueFrom is invalid, and an apply cannot remove theirs: even
+    Force reports it rather than writing what the apiserver refuses."""
     body = deployment(ctr(env=[{"name": variable, "valueFrom": value_from}]))
-    ev = run(profile(**sections), body)
+    ev = run(profile(conflictPolicy=policy, **sections), body)
     assert any(c.manager == KUBECTL and c.field.startswith(f"{APP}.env[{variable}]") for c in ev.conflicts)
     applied = containers(ev)["app"].get("env", []) if ev.apply is not None and "spec" in ev.apply else []
     assert not [e for e in applied if e["name"] == variable and "value" in e]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: a preStop sleep is applied without checking it against the grace period the "
-    "pod will have (the live one when the profile's is absent or not applied); the apiserver rejects "
-    "sleep.seconds above terminationGracePeriodSeconds, so the write fails instead of a clear problem",
-)
 @pytest.mark.parametrize(
     ("grace", "shutdown"),
     [
@@ -1769,13 +1774,23 @@ def test_a_declared_variable_set_with_value_from_is_a_conflict(
 def test_a_prestop_sleep_must_fit_the_grace_period_the_pod_keeps(
     grace: int, shutdown: dict[str, Any]
 ) -> None:
+    """The apiserver refuses a sleep past the grace period: a problem naming the fix, no write."""
     ev = run(profile(conflictPolicy="Report", shutdown=shutdown), deployment(grace=grace))
-    assert not ev.compliant
-    if ev.apply is not None and "spec" in ev.apply:
-        template = ev.apply["spec"]["template"]["spec"]
-        sleep = [
-            c.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds")
-            for c in template.get("containers", [])
-        ]
-        resulting_grace = template.get("terminationGracePeriodSeconds", grace)
-        assert all(s is None or s < resulting_grace for s in sleep)
+    assert ev.apply is None
+    assert [(p.check, p.field) for p in ev.problems] == [
+        ("shutdown.prestop.exceeds-grace", "spec.template.spec.terminationGracePeriodSeconds")
+    ]
+    (problem,) = ev.problems
+    assert f"terminationGracePeriodSeconds {grace}" in problem.message
+    assert "declare shutdown.terminationGracePeriodSeconds above" in problem.message
+    assert target(DeploymentView.from_body(deployment(grace=grace)), ev).state == "Invalid"
+
+
+def test_a_prestop_sleep_that_fits_the_grace_the_profile_sets_is_applied() -> None:
+    spec = profile(
+        conflictPolicy="Force", shutdown={"terminationGracePeriodSeconds": 60, "preStopSleepSeconds": 40}
+    )
+    ev, after = converge(spec, deployment(grace=30))
+    assert ev.problems == ()
+    assert after["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 60
+    assert run(spec, after).apply is None

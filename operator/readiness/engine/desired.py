@@ -15,7 +15,7 @@ from typing import Any
 from .. import FIELD_MANAGER
 from ..models.profile import ProbeSpec, ServiceProfileSpec
 from .fields import POD_SPEC, TEMPLATE, FieldPath, container, key, owners
-from .quantity import QuantityError, ceil_cores, parse_quantity
+from .quantity import QuantityError, ceil_cores, parse_quantity, same_quantity
 from .view import DeploymentView
 
 POD_NAME_ENV = "OTEL_K8S_POD_NAME"  # sorts before OTEL_RESOURCE_ATTRIBUTES, so $(...) expands
@@ -27,9 +27,6 @@ class Fragment:
     field: str
     leaves: tuple[tuple[FieldPath, Any], ...]
     wants: str
-    # Leaves whose desired value keeps another manager's value (appended to it), so taking
-    # them over is not a conflict worth reporting.
-    appendable: frozenset[FieldPath] = frozenset()
     # For probes and preStop: the parent that admits a single handler, and ours.
     handler_parent: FieldPath | None = None
     handler: str | None = None
@@ -112,6 +109,34 @@ def _user_owned(view: DeploymentView, path: FieldPath, present: bool) -> bool:
         return False
     ours = any(e.manager == FIELD_MANAGER and path in e.covered for e in view.managed)
     return not ours or bool(owners(view, path, exclude=FIELD_MANAGER))
+
+
+def _kept_quantity(
+    spec: ServiceProfileSpec,
+    view: DeploymentView,
+    current: Mapping[str, Any],
+    base: FieldPath,
+    group: str,
+    resource: str,
+) -> str | int | None:
+    """The quantity the container will have after our apply, which the runtime env follows:
+    the profile's, unless Report leaves another manager's value; the live one, unless it is
+    ours and no longer declared (the same apply releases it)."""
+    declared_group = getattr(spec.resources, group, None) if spec.resources is not None else None
+    declared: str | int | None = getattr(declared_group, resource, None) if declared_group else None
+    live = (current.get("resources", {}).get(group, {}) or {}).get(resource)
+    path = (*base, "f:resources", f"f:{group}", f"f:{resource}")
+    theirs = owners(view, path, exclude=FIELD_MANAGER)
+    if declared is not None:
+        held = live is not None and theirs and not same_quantity(live, declared)
+        return live if held and spec.conflict_policy == "Report" else declared
+    if (
+        live is not None
+        and not theirs
+        and any(e.manager == FIELD_MANAGER and path in e.covered for e in view.managed)
+    ):
+        return None
+    return live if isinstance(live, (str, int)) else None
 
 
 def plan(spec: ServiceProfileSpec, view: DeploymentView) -> Plan:
@@ -274,7 +299,6 @@ def _env_fragments(
             if item and not item.startswith(("k8s.namespace.name=", "k8s.deployment.name=", "k8s.pod.name="))
         ]
         value = ",".join([*kept, ours])
-        appendable = frozenset({attrs_path}) if kept else frozenset()
         leaves.append((attrs_path, value))
         out.fragments.append(
             Fragment(
@@ -282,20 +306,13 @@ def _env_fragments(
                 field=f"{where}.env",
                 leaves=tuple(leaves),
                 wants=f"OpenTelemetry env exporting to {t.endpoint}",
-                appendable=appendable,
             )
         )
     if spec.runtime is not None and spec.runtime.go is not None:
         go_leaves: list[tuple[FieldPath, Any]] = []
-        limits = current.get("resources", {}).get("limits", {}) or {}
-        requests = current.get("resources", {}).get("requests", {}) or {}
-        declared = spec.resources
-        memory = (declared and declared.limits and declared.limits.memory) or limits.get("memory")
-        cpu = (
-            (declared and declared.limits and declared.limits.cpu)
-            or limits.get("cpu")
-            or (declared and declared.requests and declared.requests.cpu)
-            or requests.get("cpu")
+        memory = _kept_quantity(spec, view, current, base, "limits", "memory")
+        cpu = _kept_quantity(spec, view, current, base, "limits", "cpu") or _kept_quantity(
+            spec, view, current, base, "requests", "cpu"
         )
         if memory is None:
             out.notes.append(

@@ -11,27 +11,11 @@ from .. import FIELD_MANAGER
 from ..models.profile import ServiceProfileSpec
 from ..models.status import Conflict, Violation
 from .desired import Fragment, plan
-from .fields import FieldPath, build, human, is_missing, live_document, lookup, owned, owners
+from .fields import POD_SPEC, FieldPath, build, human, is_missing, live_document, lookup, owned, owners
 from .quantity import same_quantity
 from .view import DeploymentView
 
 _PROBE_HANDLERS = ("httpGet", "grpc", "tcpSocket", "exec")
-# Values the apiserver fills in when a manifest leaves a field out. Kubernetes records them
-# as owned by whoever created the object, but nobody chose them: replacing one is no conflict.
-_API_DEFAULTS: dict[str, Any] = {
-    "f:terminationGracePeriodSeconds": 30,
-    "f:periodSeconds": 10,
-    "f:timeoutSeconds": 1,
-    "f:failureThreshold": 3,
-    "f:successThreshold": 1,
-    "f:scheme": "HTTP",
-}
-
-
-def _api_default(path: FieldPath, live: Any) -> bool:
-    return path[-1] in _API_DEFAULTS and live == _API_DEFAULTS[path[-1]]
-
-
 _LIFECYCLE_HANDLERS = ("sleep", "httpGet", "tcpSocket", "exec")
 
 
@@ -122,16 +106,16 @@ def evaluate(
     for fragment in result.fragments:
         current = {p: lookup(doc, p) for p, _ in fragment.leaves}
         diffs = [p for p, want in fragment.leaves if not _same(p, current[p], want)]
-        hard = _handler_conflicts(fragment, doc, view)
-        takeable = {p for p in diffs if p in fragment.appendable or _api_default(p, current[p])}
+        hard = _handler_conflicts(fragment, doc, view) + _env_form_conflicts(fragment, doc, view)
+        # A field another manager holds is its choice, whatever the value: an API default that
+        # kubectl recorded as its own, or a value we would only append to, is still theirs, and
+        # taking it needs force. Only fields nobody holds are free (SSA records no defaults).
         soft = [
             Conflict(manager=m, field=human(p))
             for p in diffs
-            if not is_missing(current[p]) and p not in takeable
+            if not is_missing(current[p])
             for m in owners(view, p, exclude=FIELD_MANAGER)
         ]
-        if any(owners(view, p, exclude=FIELD_MANAGER) for p in takeable):
-            force = True  # an appended value or an API default: taking the field loses no one's choice
         if diffs:
             violations.append(_violation(fragment, current, diffs))
         if hard or (soft and policy == "Report"):
@@ -149,6 +133,14 @@ def evaluate(
         included.append(fragment)
         if diffs:
             changes.append(fragment.check)
+    misfit = _sleep_misfit(result.fragments, included, doc)
+    if misfit is not None:  # the apiserver would refuse the apply: say why instead
+        return Evaluation(
+            violations=tuple(violations),
+            conflicts=tuple(_unique(conflicts)),
+            problems=(misfit,),
+            notices=tuple(result.notices),
+        )
     leaves = [leaf for fragment in included for leaf in fragment.leaves] + kept
     released = _released(view, [p for p, _ in leaves])
     apply = None
@@ -168,6 +160,34 @@ def evaluate(
         force=force,
         changes=tuple(changes),
         notices=tuple(result.notices),
+    )
+
+
+def _sleep_misfit(
+    fragments: list[Fragment], included: list[Fragment], doc: Mapping[str, Any]
+) -> Violation | None:
+    """A preStop sleep must end before the pod's grace period does: the profile's when it is
+    applied, else the one the Deployment keeps (30 when it sets none)."""
+    sleeps = [int(f.leaves[0][1]) for f in included if f.check == "shutdown.prestop"]
+    if not sleeps:
+        return None
+    declared = next((f for f in fragments if f.check == "shutdown.grace"), None)
+    if declared is not None and declared in included:
+        grace, whose = int(declared.leaves[0][1]), "the profile's"
+    else:
+        live = lookup(doc, (*POD_SPEC, "f:terminationGracePeriodSeconds"))
+        grace = 30 if is_missing(live) or live is None else int(live)
+        whose = "the Deployment's own" + (", which another manager holds" if declared else "")
+    longest = max(sleeps)
+    if longest < grace:
+        return None
+    return Violation(
+        check="shutdown.prestop.exceeds-grace",
+        field="spec.template.spec.terminationGracePeriodSeconds",
+        message=f"a preStop sleep of {longest}s does not end before terminationGracePeriodSeconds "
+        f"{grace} ({whose}); declare shutdown.terminationGracePeriodSeconds above {longest}"
+        + (" with conflictPolicy Force" if declared else "")
+        + " or a shorter preStopSleepSeconds",
     )
 
 
@@ -194,6 +214,24 @@ def _handler_conflicts(fragment: Fragment, doc: Mapping[str, Any], view: Deploym
         for manager in theirs or ["unknown"]:
             found.append(Conflict(manager=manager, field=human(path)))
     return found
+
+
+def _env_form_conflicts(fragment: Fragment, doc: Mapping[str, Any], view: DeploymentView) -> list[Conflict]:
+    """An env variable holds a value or a valueFrom, never both: another manager's other form
+    cannot be taken by an apply (it can only add ours beside it, which the apiserver refuses)."""
+    found: list[Conflict] = []
+    for path, _ in fragment.leaves:
+        at = next((i for i in range(len(path) - 2) if path[i] == "f:env"), None)
+        if at is None or path[at + 2] not in ("f:value", "f:valueFrom"):
+            continue
+        other = (*path[: at + 2], "f:valueFrom" if path[at + 2] == "f:value" else "f:value")
+        if is_missing(lookup(doc, other)):
+            continue
+        theirs = owners(view, other, exclude=FIELD_MANAGER)
+        if not theirs and _ours(view, other):
+            continue  # our own earlier form: the apply that sets the new one drops it
+        found.extend(Conflict(manager=m, field=human(other)) for m in theirs or ["unknown"])
+    return _unique(found)
 
 
 def _released(view: DeploymentView, desired: list[FieldPath]) -> bool:
