@@ -15,9 +15,9 @@ import structlog
 
 from . import API_GROUP, API_VERSION, KIND
 from .board import Board, Entry
-from .engine import DeploymentView, Evaluation, judge, last_writers, target
+from .engine import DeploymentView, Evaluation, judge, last_writers, last_written, target
 from .events import EventSink
-from .guard import FightGuard
+from .guard import LEFT_ALONE, FightGuard
 from .k8s import ApiError, Cluster, ObjectRef
 from .metrics import Metrics
 from .models import Conflict, ServiceProfileSpec, Target
@@ -49,6 +49,7 @@ class Reconciler:
         events: EventSink,
         guard: FightGuard | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._cluster = cluster
         self._world = world
@@ -57,6 +58,7 @@ class Reconciler:
         self._events = events
         self._guard = guard or FightGuard()
         self._monotonic = monotonic
+        self._clock = clock
         # The generation our last apply produced, until the watch shows it.
         self._wrote: dict[Key, int] = {}
         # What each Deployment's last final decision was made from.
@@ -90,6 +92,7 @@ class Reconciler:
         if stored is None:
             self._wrote.pop(key, None)
             self._decided.pop(key, None)
+            self._guard.forget(key)
             return Outcome(changed=self._board.record(namespace, name, {}))
         if self.stale(namespace, stored) or self.settled(namespace, stored):
             return Outcome(skipped=True)
@@ -132,11 +135,18 @@ class Reconciler:
         key = (view.namespace, view.name)
         bound = log.bind(namespace=view.namespace, deployment=view.name, profile=record.name)
         now = self._monotonic()
-        if self._guard.blocked(key, record.generation, now):
+        before = self._reported(record, view.name)
+        left_alone = before is not None and before.state == "Conflicted" and LEFT_ALONE in before.message
+        if left_alone:
+            self._guard.recall(key, record.generation)  # a restart does not restart a fight
+        written = last_written(view)
+        quiet = None if written is None else self._clock() - written
+        if self._guard.blocked(key, record.generation, now, quiet):
             fighters = last_writers(view)
             message = (
-                f"another field manager ({', '.join(fighters) or 'unknown'}) keeps reverting this "
-                f"Deployment; left alone after {self._guard.limit} corrections"
+                f"another field manager ({', '.join(fighters) or 'unknown'}) {LEFT_ALONE} after "
+                f"{self._guard.limit} corrections; corrected again once it has been quiet for "
+                f"{self._guard.window:g}s or the profile changes"
             )
             extra = [Conflict(manager=m, field="spec.template") for m in fighters]
             return target(view, ev, state="Conflicted", message=message, extra=extra), view
@@ -156,7 +166,10 @@ class Reconciler:
             state: TargetState = "Error" if error.retryable else "Invalid"
             return target(view, ev, state=state, message=f"apply failed: {error}"), view
         self._metrics.applies.labels("applied").inc()
-        if self._guard.record(key, record.generation, now) > 1:
+        # A correction: a second apply under this generation, or the first one after a restart
+        # to a Deployment this generation had already reported compliant (or left alone).
+        repeated = self._guard.record(key, record.generation, now) > 1
+        if repeated or left_alone or (before is not None and before.state == "Compliant"):
             self._metrics.drift_corrections.inc()
         after = DeploymentView.from_body(body)
         if after.generation != view.generation:
@@ -173,6 +186,24 @@ class Reconciler:
                 f"ServiceProfile {record.name} set {', '.join(ev.changes)}",
             )
         return judge(after, {record.name: spec}).targets[record.name], after
+
+    def _reported(self, record: ProfileRecord, name: str) -> Target | None:
+        """The Deployment's last verdict under this profile generation: ours since start-up,
+        else what the profile's status shows (what an earlier run of the operator reported)."""
+        entry = self._board.targets(record.namespace, record.name).get(name)
+        if entry is not None:
+            return entry.target if entry.generation == record.generation else None
+        latest = self._world.profile(record.namespace, record.name)  # specs() keeps an older status
+        status = latest.status if latest is not None else {}
+        if status.get("observedGeneration") != record.generation:
+            return None
+        for item in status.get("targets") or ():
+            if isinstance(item, dict) and item.get("name") == name:
+                try:
+                    return Target.model_validate(item)
+                except ValueError:
+                    return None
+        return None
 
 
 def profile_ref(record: ProfileRecord) -> ObjectRef:

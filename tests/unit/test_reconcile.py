@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -47,12 +50,20 @@ class Operator:
     """The reconciler and the status writer over one twin, driven by hand: every Deployment of
     the namespace once, then every profile's status (what the controller's queue does)."""
 
-    def __init__(self, twin: Twin, guard: FightGuard | None = None, patience: float = 0.0) -> None:
+    def __init__(
+        self,
+        twin: Twin,
+        guard: FightGuard | None = None,
+        patience: float = 0.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.twin = twin
         self.metrics = Metrics()
         self.board = Board()
         self.events = EventSink(twin, self.metrics)
-        self.reconciler = Reconciler(twin, twin.world, self.board, self.metrics, self.events, guard)
+        self.reconciler = Reconciler(
+            twin, twin.world, self.board, self.metrics, self.events, guard, monotonic=clock, clock=clock
+        )
         self.writer = StatusWriter(
             twin,
             twin.world,
@@ -220,6 +231,78 @@ async def test_fight_guard_stops_after_the_limit(twin: Twin) -> None:
     twin.add_profile(NS, "p", {**PROFILE, "logging": {"level": "info"}}, generation=2)
     await op.converge()
     assert len(twin.applies) == 4, "a changed profile is enforced again"
+
+
+def revert(twin: Twin, at: float = 0.0) -> None:
+    """A GitOps-like manager takes the readiness probe away again (at wall-clock time ``at``)."""
+    body = twin.deployments[(NS, "api")]
+    body["spec"]["template"]["spec"]["containers"][0].pop("readinessProbe", None)
+    body["metadata"]["generation"] += 1
+    body["metadata"]["managedFields"] = [
+        *(m for m in body["metadata"]["managedFields"] if m["manager"] != "gitops-bot"),
+        {
+            "manager": "gitops-bot",
+            "operation": "Apply",
+            "fieldsV1": {"f:spec": {"f:replicas": {}}},
+            "time": datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        },
+    ]
+    twin.touch(NS, "api")
+
+
+def corrections(op: Operator) -> float:
+    return op.metrics.registry.get_sample_value("readiness_drift_corrections_total") or 0.0
+
+
+async def test_a_restart_does_not_restart_a_fight(twin: Twin) -> None:
+    twin.add_deployment(deployment())
+    twin.add_profile(NS, "p", PROFILE)
+    now = [1_000_000.0]
+    first = Operator(twin, FightGuard(limit=2, window=600), clock=lambda: now[0])
+    for _ in range(4):
+        await first.converge()
+        revert(twin, now[0])
+        now[0] += 5
+    assert len(twin.applies) == 3
+    assert "left alone" in first.status()["targets"][0]["message"]
+
+    # A new operator process: nothing in memory, only what the cluster shows.
+    second = Operator(twin, FightGuard(limit=2, window=600), clock=lambda: now[0])
+    revert(twin, now[0])
+    await second.converge()
+    assert len(twin.applies) == 3, "the fight is not started again"
+    (target,) = second.status()["targets"]
+    assert (target["state"], "gitops-bot" in target["message"]) == ("Conflicted", True)
+
+    # The manager has been quiet for the window: one correction is tried, on probation.
+    now[0] += 601
+    second.reconciler.forget_decisions()  # the periodic resync: nothing else moved
+    await second.converge()
+    assert len(twin.applies) == 4
+    assert second.status()["targets"][0]["state"] == "Compliant"
+    assert corrections(second) == 1
+    revert(twin, now[0])  # and it reverts at once: left alone again, without a new round
+    now[0] += 5
+    await second.converge()
+    assert len(twin.applies) == 4
+    assert second.status()["targets"][0]["state"] == "Conflicted"
+
+
+async def test_the_first_correction_after_a_restart_is_counted(twin: Twin) -> None:
+    twin.add_deployment(deployment())
+    twin.add_profile(NS, "p", PROFILE)
+    await Operator(twin).converge()
+    restarted = Operator(twin)
+    await restarted.converge()
+    assert len(twin.applies) == 1
+    revert(twin, time.time())
+    await restarted.converge()
+    assert len(twin.applies) == 2
+    assert corrections(restarted) == 1, "a compliant Deployment changed behind our back was corrected"
+    twin.add_profile(NS, "p", {**PROFILE, "logging": {"level": "info"}}, generation=2)
+    await restarted.converge()
+    assert len(twin.applies) == 3
+    assert corrections(restarted) == 1, "a changed profile is no correction"
 
 
 async def test_deleted_profile_forgets_metrics(twin: Twin) -> None:

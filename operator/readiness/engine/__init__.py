@@ -6,7 +6,7 @@ No framework, no API client, no clock: an import-linter contract keeps it so.
 from .evaluate import Evaluation, evaluate
 from .selector import matches
 from .status import build_status, rollout_state, summarize
-from .verdict import Judgement, judge, last_writers, target
+from .verdict import Judgement, judge, last_writers, last_written, target
 from .view import DeploymentView, ManagedEntry, RolloutStatus
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "evaluate",
     "judge",
     "last_writers",
+    "last_written",
     "matches",
     "rollout_state",
     "summarize",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from .. import FIELD_MANAGER
 from ..models.profile import ServiceProfileSpec
@@ -99,3 +100,20 @@ def last_writers(view: DeploymentView) -> list[str]:
     ]
     spec_writers.sort(key=lambda e: e.time, reverse=True)
     return [e.manager for e in spec_writers[:2]]
+
+
+def last_written(view: DeploymentView) -> float | None:
+    """When another manager last wrote the Deployment's spec (seconds since the epoch, from
+    managedFields; whole seconds), or None when nobody else has."""
+    times = [
+        e.time
+        for e in view.managed
+        if e.manager != FIELD_MANAGER and not e.subresource and "f:spec" in e.fields
+    ]
+    parsed = []
+    for stamp in times:
+        try:
+            parsed.append(datetime.fromisoformat(stamp).timestamp())
+        except ValueError:
+            continue
+    return max(parsed, default=None)
