@@ -8,6 +8,7 @@ The control-plane faults run on a control plane of their own, so the other tests
 from __future__ import annotations
 
 import signal
+import sys
 import time
 import uuid
 from collections import Counter
@@ -19,7 +20,7 @@ import pytest
 import yaml
 from tests.conftest import ROOT, Kube
 from tests.e2e.conftest import Operator, probe, readyz, start_operator, stop_operator, wait_for
-from tests.e2e.test_profiles import PROBES, container, simple_deployment, simple_profile
+from tests.e2e.test_profiles import PROBES, container, simple_deployment, simple_profile, target_in
 
 from readiness_testbed import Testbed as ControlPlane
 
@@ -216,3 +217,96 @@ def test_the_crd_deleted_and_recreated_and_an_operator_started_before_it(
         if early is not None:
             stop_operator(early)
         stop_operator(running)
+
+
+def scrape(op: Operator, name: str) -> float:
+    """The value of an unlabelled counter on the operator's /metrics (0 when absent)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{op.metrics_port}/metrics", timeout=3) as response:
+        text = response.read().decode()
+    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(f"{name} ")]
+    return sum(values)
+
+
+def applies(op: Operator) -> int:
+    return op.log_text().count('"event": "deployment_applied"')
+
+
+FIGHT_SECONDS, REVERT_EVERY, LIMIT, WINDOW = 60, 3, 3, 25
+
+
+def test_a_gitops_manager_reverting_for_a_minute_is_not_fought_and_a_restart_does_not_restart_it(
+    kube: Kube, own_namespace: str, testbed: Any, crd: None
+) -> None:
+    """A Flux-like manager applies its own readiness path every few seconds for a minute; the
+    operator is killed and restarted half-way. Corrections stay within the limit plus one try
+    per quiet window, the target names the manager, and when the manager stops the operator
+    converges."""
+    ns = own_namespace
+
+    def launch(name: str) -> Operator:
+        return start_operator(
+            kube.kubeconfig,
+            testbed.log_dir,
+            name,
+            namespaces=ns,
+            max_corrections=str(LIMIT),
+            correction_window_seconds=str(WINDOW),
+            resync_seconds="5",
+        )
+
+    bot = simple_deployment(ns)
+    container(bot)["readinessProbe"] = {"httpGet": {"path": "/bot", "port": "http"}}
+    manifest = yaml.safe_dump(bot)
+
+    def revert() -> None:
+        kube.apply(manifest, "--server-side", "--force-conflicts", "--field-manager=gitops-bot")
+
+    def path() -> str:
+        return str(
+            container(kube.json("get", "deployment", "api", "-n", ns))["readinessProbe"]["httpGet"]["path"]
+        )
+
+    first = launch("fought")
+    second: Operator | None = None
+    try:
+        wait_for(partial(ready, first), what="the operator ready")
+        revert()
+        kube.apply(yaml.safe_dump(simple_profile(ns, probes=PROBES, conflictPolicy="Force")))
+        wait_for(lambda: path() == "/ready", what="the first apply")
+        start = int(kube.json("get", "deployment", "api", "-n", ns)["metadata"]["generation"])
+        began, restarted = time.monotonic(), False
+        while time.monotonic() - began < FIGHT_SECONDS:
+            revert()
+            if not restarted and time.monotonic() - began > FIGHT_SECONDS / 2:
+                t = target_in(kube, ns, "api", "api", "Conflicted")
+                assert t is not None, "left alone before the restart"
+                assert "gitops-bot" in t["message"]
+                first.process.send_signal(signal.SIGKILL)
+                first.process.wait(timeout=10)
+                second = launch("fought-again")
+                wait_for(partial(ready, second), what="the restarted operator ready")
+                restarted = True
+            time.sleep(REVERT_EVERY)
+        assert second is not None
+        t = target_in(kube, ns, "api", "api", "Conflicted")
+        assert t is not None, "still reported"
+        assert "gitops-bot" in t["message"], "naming the manager"
+        corrections = applies(first) + applies(second) - 1
+        allowed = LIMIT + FIGHT_SECONDS // WINDOW
+        fought = int(kube.json("get", "deployment", "api", "-n", ns)["metadata"]["generation"]) - start
+        sys.stderr.write(f"fight: {corrections} corrections, {fought} template changes in {FIGHT_SECONDS}s\n")
+        assert corrections <= allowed, f"{corrections} corrections: the limit, then one try per quiet window"
+        assert applies(second) <= FIGHT_SECONDS // WINDOW, "the restart did not start the fight again"
+
+        # The manager stops: once it has been quiet for the window, one correction converges.
+        wait_for(
+            lambda: path() == "/ready", timeout=WINDOW + 30, what="convergence after the manager stopped"
+        )
+        wait_for(partial(target_in, kube, ns, "api", "api", "Compliant"), what="reported compliant")
+        assert scrape(second, "readiness_drift_corrections_total") >= 1
+    finally:
+        for op in (first, second):
+            if op is not None and op.process.poll() is None:
+                stop_operator(op)

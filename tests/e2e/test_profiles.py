@@ -345,20 +345,39 @@ def test_rejections_name_the_value_given(kube: Kube, namespace: str, crd: None) 
     assert "not 2 cores" in result.stderr
 
 
-def test_unknown_port_is_a_condition_and_the_deployment_is_untouched(
-    kube: Kube, namespace: str, operator: Operator
+@pytest.mark.parametrize(
+    ("sections", "said"),
+    [
+        pytest.param(
+            {
+                "probes": {
+                    "port": "healthz",
+                    **{
+                        k: {"type": "httpGet", "path": "/healthz"}
+                        for k in ("liveness", "readiness", "startup")
+                    },
+                },
+                "resources": {"limits": {"memory": "64Mi"}},
+            },
+            "probe port 'healthz' is not a port of container app",
+            id="unknown-port",
+        ),
+        pytest.param(
+            {"containers": ["web"], "resources": {"limits": {"memory": "64Mi"}}},
+            "container(s) web named by the profile do not exist",
+            id="unknown-container",
+        ),
+        pytest.param(
+            {"shutdown": {"preStopSleepSeconds": 40}},
+            "a preStop sleep of 40s does not end before terminationGracePeriodSeconds 30",
+            id="prestop-longer-than-the-deployments-grace",
+        ),
+    ],
+)
+def test_a_profile_that_cannot_apply_says_why_once_and_writes_nothing(
+    kube: Kube, namespace: str, operator: Operator, sections: dict[str, Any], said: str
 ) -> None:
-    _apply(
-        kube,
-        [
-            simple_deployment(namespace),
-            simple_profile(
-                namespace,
-                probes={"port": "healthz", "liveness": {"type": "httpGet", "path": "/healthz"}},
-                resources={"limits": {"memory": "64Mi"}},
-            ),
-        ],
-    )
+    _apply(kube, [simple_deployment(namespace), simple_profile(namespace, **sections)])
     degraded = wait_for(
         lambda: (
             condition(profile(kube, namespace, "api"), "Degraded").get("status") == "True"
@@ -367,10 +386,22 @@ def test_unknown_port_is_a_condition_and_the_deployment_is_untouched(
         what="Degraded",
     )
     assert degraded["reason"] == "InvalidReference"
-    assert "probe port 'healthz' is not a port of container app" in degraded["message"]
+    assert degraded["message"].count(said) == 1, degraded["message"]
     assert condition(profile(kube, namespace, "api"), "Ready")["status"] == "False"
-    assert target(profile(kube, namespace, "api"), "api")["state"] == "Invalid"
-    assert deployment(kube, namespace, "api")["metadata"]["generation"] == 1
+    t = target(profile(kube, namespace, "api"), "api")
+    assert t["state"] == "Invalid"
+    assert t["message"].count(said) == 1, "once, not once per probe"
+    time.sleep(RESYNC_SECONDS * 2 + 1)  # resyncs decide again and say nothing new
+    assert deployment(kube, namespace, "api")["metadata"]["generation"] == 1, "zero writes"
+    warnings = kube.json(
+        "get",
+        "events",
+        "-n",
+        namespace,
+        "--field-selector",
+        "type=Warning,involvedObject.kind=ServiceProfile",
+    )["items"]
+    assert [(e["reason"], e.get("count", 1)) for e in warnings] == [("Invalid", 1)], warnings
 
 
 def test_no_framework_footprint_and_deletion_leaves_deployments_alone(

@@ -1794,3 +1794,40 @@ def test_a_prestop_sleep_that_fits_the_grace_the_profile_sets_is_applied() -> No
     assert ev.problems == ()
     assert after["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 60
     assert run(spec, after).apply is None
+
+
+def test_a_problem_is_said_once_not_once_per_probe() -> None:
+    probes = {"port": "healthz", **{kind: {"path": "/x"} for kind in ("liveness", "readiness", "startup")}}
+    ev = run(profile(probes=probes), deployment())
+    assert [p.check for p in ev.problems] == ["probes.port.unknown"]
+    assert ev.apply is None
+
+
+@pytest.mark.parametrize(
+    ("live", "sections"),
+    [
+        pytest.param(
+            {"requests": {"memory": "256Mi"}}, {"limits": {"memory": "128Mi"}}, id="limit-below-request"
+        ),
+        pytest.param({"limits": {"cpu": "500m"}}, {"requests": {"cpu": "1"}}, id="request-above-limit"),
+    ],
+)
+@pytest.mark.parametrize("policy", ["Report", "Force"])
+def test_a_request_above_its_limit_is_a_problem_not_a_refused_write(
+    live: dict[str, Any], sections: dict[str, Any], policy: str
+) -> None:
+    ev = run(profile(conflictPolicy=policy, resources=sections), deployment(ctr(resources=live)))
+    assert [p.check for p in ev.problems] == ["resources.request-above-limit"]
+    assert "declare both in the profile" in ev.problems[0].message
+    assert ev.apply is None
+
+
+def test_another_managers_value_from_source_is_a_conflict_even_under_force() -> None:
+    """valueFrom merges field by field: forcing ours would leave two sources in one variable."""
+    source = {"configMapKeyRef": {"name": "settings", "key": "pod"}}
+    body = deployment(ctr(env=[{"name": "OTEL_K8S_POD_NAME", "valueFrom": source}]))
+    ev = run(profile(conflictPolicy="Force", tracing={"endpoint": ENDPOINT}), body)
+    assert (KUBECTL, f"{APP}.env[OTEL_K8S_POD_NAME].valueFrom.configMapKeyRef") in [
+        (c.manager, c.field) for c in ev.conflicts
+    ]
+    assert ev.apply is None

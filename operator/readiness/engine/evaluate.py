@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from .. import FIELD_MANAGER
 from ..models.profile import ServiceProfileSpec
 from ..models.status import Conflict, Violation
 from .desired import Fragment, plan
 from .fields import POD_SPEC, FieldPath, build, human, is_missing, live_document, lookup, owned, owners
-from .quantity import same_quantity
+from .quantity import QuantityError, parse_quantity, same_quantity
 from .view import DeploymentView
 
+_T = TypeVar("_T")
 _PROBE_HANDLERS = ("httpGet", "grpc", "tcpSocket", "exec")
 _LIFECYCLE_HANDLERS = ("sleep", "httpGet", "tcpSocket", "exec")
 
@@ -94,7 +95,10 @@ def evaluate(
     result = plan(spec, view)
     notes = tuple(Violation(check=p.check, field=p.field, message=p.message) for p in result.notes)
     if result.problems:
-        problems = tuple(Violation(check=p.check, field=p.field, message=p.message) for p in result.problems)
+        # Once each: three probes on one unknown port are one thing to fix.
+        problems = tuple(
+            _unique([Violation(check=p.check, field=p.field, message=p.message) for p in result.problems])
+        )
         return Evaluation(violations=notes, problems=problems, notices=tuple(result.notices))
     doc = live_document(view)
     violations: list[Violation] = list(notes)
@@ -133,12 +137,12 @@ def evaluate(
         included.append(fragment)
         if diffs:
             changes.append(fragment.check)
-    misfit = _sleep_misfit(result.fragments, included, doc)
-    if misfit is not None:  # the apiserver would refuse the apply: say why instead
+    misfits = [*_sleep_misfit(result.fragments, included, doc), *_resource_misfits(included, doc)]
+    if misfits:  # the apiserver would refuse the apply: say why instead
         return Evaluation(
             violations=tuple(violations),
             conflicts=tuple(_unique(conflicts)),
-            problems=(misfit,),
+            problems=tuple(misfits),
             notices=tuple(result.notices),
         )
     leaves = [leaf for fragment in included for leaf in fragment.leaves] + kept
@@ -165,12 +169,12 @@ def evaluate(
 
 def _sleep_misfit(
     fragments: list[Fragment], included: list[Fragment], doc: Mapping[str, Any]
-) -> Violation | None:
+) -> list[Violation]:
     """A preStop sleep must end before the pod's grace period does: the profile's when it is
     applied, else the one the Deployment keeps (30 when it sets none)."""
     sleeps = [int(f.leaves[0][1]) for f in included if f.check == "shutdown.prestop"]
     if not sleeps:
-        return None
+        return []
     declared = next((f for f in fragments if f.check == "shutdown.grace"), None)
     if declared is not None and declared in included:
         grace, whose = int(declared.leaves[0][1]), "the profile's"
@@ -180,15 +184,49 @@ def _sleep_misfit(
         whose = "the Deployment's own" + (", which another manager holds" if declared else "")
     longest = max(sleeps)
     if longest < grace:
-        return None
-    return Violation(
-        check="shutdown.prestop.exceeds-grace",
-        field="spec.template.spec.terminationGracePeriodSeconds",
-        message=f"a preStop sleep of {longest}s does not end before terminationGracePeriodSeconds "
-        f"{grace} ({whose}); declare shutdown.terminationGracePeriodSeconds above {longest}"
-        + (" with conflictPolicy Force" if declared else "")
-        + " or a shorter preStopSleepSeconds",
-    )
+        return []
+    return [
+        Violation(
+            check="shutdown.prestop.exceeds-grace",
+            field="spec.template.spec.terminationGracePeriodSeconds",
+            message=f"a preStop sleep of {longest}s does not end before terminationGracePeriodSeconds "
+            f"{grace} ({whose}); declare shutdown.terminationGracePeriodSeconds above {longest}"
+            + (" with conflictPolicy Force" if declared else "")
+            + " or a shorter preStopSleepSeconds",
+        )
+    ]
+
+
+def _resource_misfits(included: list[Fragment], doc: Mapping[str, Any]) -> list[Violation]:
+    """A request above its limit, once our values meet the ones the container keeps."""
+    wanted = {p: v for f in included for p, v in f.leaves if "f:resources" in p}
+    found: list[Violation] = []
+    for base in sorted({p[: p.index("f:resources")] for p in wanted}):
+        name = json.loads(base[-1][2:]).get("name", "?")
+        for resource in ("cpu", "memory"):
+            request_path = (*base, "f:resources", "f:requests", f"f:{resource}")
+            limit_path = (*base, "f:resources", "f:limits", f"f:{resource}")
+            if request_path not in wanted and limit_path not in wanted:
+                continue
+            request = wanted.get(request_path, lookup(doc, request_path))
+            limit = wanted.get(limit_path, lookup(doc, limit_path))
+            if is_missing(request) or is_missing(limit) or request is None or limit is None:
+                continue
+            try:
+                above = parse_quantity(request) > parse_quantity(limit)
+            except QuantityError:
+                continue
+            if above:
+                found.append(
+                    Violation(
+                        check="resources.request-above-limit",
+                        field=f"spec.template.spec.containers[{name}].resources",
+                        message=f"requests.{resource} {request} would be above limits.{resource} {limit} "
+                        f"on container {name}; declare both in the profile (conflictPolicy Force takes "
+                        "one another manager holds)",
+                    )
+                )
+    return found
 
 
 def _ours(view: DeploymentView, path: FieldPath) -> bool:
@@ -220,17 +258,22 @@ def _env_form_conflicts(fragment: Fragment, doc: Mapping[str, Any], view: Deploy
     """An env variable holds a value or a valueFrom, never both: another manager's other form
     cannot be taken by an apply (it can only add ours beside it, which the apiserver refuses)."""
     found: list[Conflict] = []
-    for path, _ in fragment.leaves:
+    for path, want in fragment.leaves:
         at = next((i for i in range(len(path) - 2) if path[i] == "f:env"), None)
         if at is None or path[at + 2] not in ("f:value", "f:valueFrom"):
             continue
-        other = (*path[: at + 2], "f:valueFrom" if path[at + 2] == "f:value" else "f:value")
-        if is_missing(lookup(doc, other)):
-            continue
-        theirs = owners(view, other, exclude=FIELD_MANAGER)
-        if not theirs and _ours(view, other):
-            continue  # our own earlier form: the apply that sets the new one drops it
-        found.extend(Conflict(manager=m, field=human(other)) for m in theirs or ["unknown"])
+        others = [(*path[: at + 2], "f:valueFrom" if path[at + 2] == "f:value" else "f:value")]
+        live = lookup(doc, path)
+        if path[at + 2] == "f:valueFrom" and isinstance(live, Mapping) and isinstance(want, Mapping):
+            # valueFrom merges field by field: their source would stay beside ours.
+            others += [(*path, f"f:{source}") for source in live if source not in want]
+        for other in others:
+            if is_missing(lookup(doc, other)):
+                continue
+            theirs = owners(view, other, exclude=FIELD_MANAGER)
+            if not theirs and _ours(view, other):
+                continue  # our own earlier form: the apply that sets the new one drops it
+            found.extend(Conflict(manager=m, field=human(other)) for m in theirs or ["unknown"])
     return _unique(found)
 
 
@@ -249,9 +292,9 @@ def _released(view: DeploymentView, desired: list[FieldPath]) -> bool:
     return False
 
 
-def _unique(conflicts: list[Conflict]) -> list[Conflict]:
-    seen: list[Conflict] = []
-    for conflict in conflicts:
-        if conflict not in seen:
-            seen.append(conflict)
+def _unique(items: list[_T]) -> list[_T]:
+    seen: list[_T] = []
+    for item in items:
+        if item not in seen:
+            seen.append(item)
     return seen
