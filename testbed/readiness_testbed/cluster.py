@@ -101,9 +101,13 @@ class Testbed:
 
     def up(self, timeout: float = 180.0) -> bool:
         """Ensure the control plane runs; return True when this call started it."""
-        if self.is_healthy():
-            return False
-        if self._restart_stopped(timeout):
+        if self.is_healthy() or self._restart_stopped(timeout):
+            # A run stopped half-way through up() leaves a healthy apiserver without nodes.
+            self._create_nodes()
+            state = self._load_state() or {}
+            self._wait_cluster(
+                time.monotonic() + timeout, {c: int(p) for c, p in state.get("pids", {}).items()}
+            )
             return False
         self.down()  # clear the leftovers of a crashed or half-started testbed
         binaries = ensure_binaries()

@@ -19,7 +19,15 @@ from typing import Any
 import pytest
 import yaml
 from tests.conftest import ROOT, Kube
-from tests.e2e.conftest import Operator, probe, readyz, start_operator, stop_operator, wait_for
+from tests.e2e.conftest import (
+    RESYNC_SECONDS,
+    Operator,
+    probe,
+    readyz,
+    start_operator,
+    stop_operator,
+    wait_for,
+)
 from tests.e2e.test_profiles import PROBES, container, simple_deployment, simple_profile, target_in
 
 from readiness_testbed import Testbed as ControlPlane
@@ -28,6 +36,19 @@ from readiness_testbed import Testbed as ControlPlane
 def generations(kube: Kube, namespace: str) -> Counter[int]:
     items = kube.json("get", "deployments", "-n", namespace)["items"]
     return Counter(int(d["metadata"]["generation"]) for d in items)
+
+
+def fleet(kube: Kube, namespace: str, count: int) -> None:
+    """``count`` Deployments, all selected by the profile "api"; no pods, so rollouts finish at once."""
+    labels = {"app.kubernetes.io/name": "api"}
+    items = []
+    for i in range(count):
+        item = simple_deployment(namespace, f"api-{i:03}")
+        item["metadata"]["labels"] = labels
+        item["spec"].update({"replicas": 0, "selector": {"matchLabels": labels}})
+        item["spec"]["template"]["metadata"]["labels"] = labels
+        items.append(item)
+    kube.apply(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": items}))
 
 
 def compliant(kube: Kube, namespace: str, matched: int) -> bool:
@@ -65,13 +86,7 @@ def test_an_operator_killed_mid_rollout_finishes_with_one_change_per_deployment(
     kube: Kube, own_namespace: str, testbed: Any, crd: None
 ) -> None:
     namespace, count = own_namespace, 120
-    items = [simple_deployment(namespace, f"api-{i:03}") for i in range(count)]
-    for item in items:  # all selected by the profile "api"; no pods, so rollouts finish at once
-        labels = {"app.kubernetes.io/name": "api"}
-        item["metadata"]["labels"] = labels
-        item["spec"].update({"replicas": 0, "selector": {"matchLabels": labels}})
-        item["spec"]["template"]["metadata"]["labels"] = labels
-    kube.apply(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": items}))
+    fleet(kube, namespace, count)
     first = start_operator(kube.kubeconfig, testbed.log_dir, "killed", namespaces=namespace, workers="1")
     try:
         wait_for(lambda: ready(first), what="first operator ready")
@@ -93,6 +108,34 @@ def test_an_operator_killed_mid_rollout_finishes_with_one_change_per_deployment(
         assert len(per_deployment) >= count - midway[2], "the second operator announced what it changed"
     finally:
         stop_operator(second)
+
+
+def test_a_profile_deleted_mid_reconcile_stops_its_work_cleanly(
+    kube: Kube, own_namespace: str, testbed: Any, crd: None
+) -> None:
+    namespace, count = own_namespace, 120
+    fleet(kube, namespace, count)
+    op = start_operator(
+        kube.kubeconfig, testbed.log_dir, "profile-deleted", namespaces=namespace, workers="1"
+    )
+    try:
+        wait_for(lambda: ready(op), what="operator ready")
+        kube.apply(yaml.safe_dump(simple_profile(namespace, probes=PROBES)))
+        wait_for(lambda: generations(kube, namespace)[2] >= 10, what="the rollout under way")
+        kube.run("delete", "serviceprofile", "api", "-n", namespace, "--wait=true")
+        time.sleep(3)  # what was in flight lands
+        stopped = generations(kube, namespace)
+        time.sleep(RESYNC_SECONDS + 2)
+        assert generations(kube, namespace) == stopped, "nothing more is written for a deleted profile"
+        assert stopped[1] > 0, "deleted mid-reconcile, not after it"
+        assert ready(op), "no crash, still ready"
+        assert "Traceback" not in op.log_text()
+        # Re-created, it finishes the rest with one change each.
+        kube.apply(yaml.safe_dump(simple_profile(namespace, probes=PROBES)))
+        wait_for(lambda: compliant(kube, namespace, count), timeout=120, what="every Deployment compliant")
+        assert generations(kube, namespace) == Counter({2: count})
+    finally:
+        stop_operator(op)
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import pytest
 import yaml
 from tests.conftest import ROOT, Kube
 from tests.e2e.conftest import Operator, start_operator, stop_operator, wait_for
+from tests.e2e.test_faults import fleet
 from tests.e2e.test_profiles import PROBES, container, deployment, simple_deployment, simple_profile
 
 pytestmark = pytest.mark.e2e
@@ -46,7 +47,7 @@ def peering_namespace(kube: Kube, crd: None) -> Iterator[str]:
     kube.run("delete", "namespace", name, "--wait=false", check=False)
 
 
-def start(kube: Kube, namespace: str, priority: int, log_dir: Path) -> Operator:
+def start(kube: Kube, namespace: str, priority: int, log_dir: Path, workers: str = "32") -> Operator:
     return start_operator(
         kube.kubeconfig,
         log_dir,
@@ -57,6 +58,7 @@ def start(kube: Kube, namespace: str, priority: int, log_dir: Path) -> Operator:
         peering_priority=str(priority),
         peering_lifetime_seconds=str(LIFETIME),
         resync_seconds="5",
+        workers=workers,
     )
 
 
@@ -99,6 +101,50 @@ def test_the_standby_takes_over_when_the_active_replica_dies(
         assert applied_by(logs[100]) == 1
         sys.stderr.write(f"failover after SIGKILL: {takeover:.1f}s (peering lifetime {LIFETIME}s)\n")
         assert "Resuming operations" in logs[100].read_text()
+    finally:
+        for op in (active, standby):
+            stop_operator(op)
+
+
+def test_the_standby_finishes_what_the_killed_active_replica_began(
+    kube: Kube, peering_namespace: str, testbed: Any
+) -> None:
+    """The active replica is killed mid-convergence of 120 Deployments: the standby finishes,
+    with exactly one template change per Deployment between them."""
+    ns, count = peering_namespace, 120
+    fleet(kube, ns, count)
+    active = start(kube, ns, 200, Path(testbed.log_dir), workers="1")
+    standby = start(kube, ns, 100, Path(testbed.log_dir), workers="1")
+    try:
+        time.sleep(5)  # both have announced themselves in the peering object
+        kube.apply(yaml.safe_dump(simple_profile(ns, probes=PROBES)))
+
+        def changed() -> int:
+            found = kube.json("get", "deployments", "-n", ns)["items"]
+            return sum(1 for d in found if d["metadata"]["generation"] > 1)
+
+        wait_for(lambda: changed() >= 10, what="the active replica under way")
+        active.process.send_signal(signal.SIGKILL)
+        active.process.wait(timeout=10)
+        before = applied_by(active.log)
+        assert before < count, "killed mid-convergence"
+        wait_for(
+            lambda: (
+                kube.json("get", "serviceprofile", "api", "-n", ns).get("status", {}).get("summary")
+                == {"matched": count, "compliant": count, "score": 100}
+            ),
+            timeout=LIFETIME * 6 + 60,
+            what="the standby finishing",
+        )
+        generations = {
+            d["metadata"]["generation"] for d in kube.json("get", "deployments", "-n", ns)["items"]
+        }
+        assert generations == {2}, "exactly one template change per Deployment"
+        # One apply may have reached the apiserver unlogged when the active replica died.
+        assert count - 1 <= before + applied_by(standby.log) <= count, "nothing applied twice"
+        sys.stderr.write(
+            f"HA kill mid-convergence: {before} by the active replica, the rest by the standby\n"
+        )
     finally:
         for op in (active, standby):
             stop_operator(op)

@@ -10,6 +10,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -212,3 +213,67 @@ def test_reconciles_are_traced_over_otlp(kube: Kube, solo_namespace: str, crd: N
     for span in (b"reconcile", b"k8s.apply_deployment", b"k8s.patch_profile_status"):
         assert span in payload, span
     assert solo_namespace.encode() in payload, "spans carry the namespace"
+
+
+def test_no_secret_value_reaches_logs_events_or_status(
+    kube: Kube, solo_namespace: str, crd: None, testbed: Any
+) -> None:
+    """Secret-looking env values, label and annotation values on Deployments the operator
+    changes, reports conflicts on and fights over: none of them in its debug log, its Events or
+    the profile's status."""
+    from tests.e2e.conftest import start_operator, stop_operator
+
+    ns = solo_namespace
+    secrets = {f"s3cr3t{uuid.uuid4().hex}" for _ in range(5)}
+    env_secret, attr_secret, level_secret, label_secret, note_secret = sorted(secrets)
+    changed = simple_deployment(ns, "changed")
+    changed["metadata"]["labels"]["token"] = label_secret
+    changed["metadata"]["annotations"] = {"db-password": note_secret}
+    changed["spec"]["template"]["spec"]["containers"][0]["env"] = [
+        {"name": "DB_PASSWORD", "value": env_secret},
+        {"name": "OTEL_RESOURCE_ATTRIBUTES", "value": f"auth={attr_secret}"},
+        {"name": "API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "api", "key": "token"}}},
+    ]
+    conflicted = simple_deployment(ns, "conflicted")
+    conflicted["spec"]["template"]["spec"]["containers"][0]["env"] = [
+        {"name": "LOG_LEVEL", "value": level_secret}
+    ]
+    sections = {
+        "probes": PROBES,
+        "tracing": {"endpoint": "http://collector:4317"},
+        "logging": {"level": "info"},
+    }
+    op = start_operator(kube.kubeconfig, testbed.log_dir, "secrets", namespaces=ns, log_level="debug")
+    try:
+        kube.apply(
+            yaml.safe_dump_all(
+                [
+                    changed,
+                    conflicted,
+                    simple_profile(ns, "forced", selects="changed", conflictPolicy="Force", **sections),
+                    simple_profile(ns, "reported", selects="conflicted", **sections),
+                ]
+            )
+        )
+        kube.run("wait", "-n", ns, "--for=condition=Compliant", "serviceprofile/forced", "--timeout=60s")
+        wait_for(
+            lambda: (
+                "LOG_LEVEL" in kube.run("get", "serviceprofile", "reported", "-n", ns, "-o", "yaml").stdout
+            ),
+            what="the conflict reported",
+        )
+        live = kube.json("get", "deployment", "changed", "-n", ns)
+        env = {e["name"]: e.get("value") for e in live["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["DB_PASSWORD"] == env_secret, "the team's value is kept"
+        assert env["OTEL_RESOURCE_ATTRIBUTES"].startswith(f"auth={attr_secret},"), "appended to, under Force"
+        time.sleep(6)  # a resync pass at debug level
+    finally:
+        stop_operator(op)
+    said = {
+        "log": op.log_text(),
+        "events": kube.run("get", "events", "-n", ns, "-o", "yaml").stdout,
+        "status": kube.run("get", "serviceprofiles", "-n", ns, "-o", "yaml").stdout,
+    }
+    assert '"deployment_applied"' in said["log"], "the log is the operator's, at work"
+    leaked = {(where, secret) for where, text in said.items() for secret in secrets if secret in text}
+    assert not leaked
