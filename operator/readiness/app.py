@@ -150,7 +150,10 @@ async def operate(settings: Settings) -> None:
         try:
             established = await cluster.crd_established()
         except ApiError as error:
+            metrics.apiserver_up.set(0)
+            metrics.api_errors.labels(str(error.status)).inc()
             return f"the apiserver cannot be reached or refused: {error}"
+        metrics.apiserver_up.set(1)
         return crd.observe(established)
 
     servers = Servers(

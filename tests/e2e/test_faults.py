@@ -181,12 +181,20 @@ def test_apiserver_killed_and_etcd_paused(bed: ControlPlane, bed_kube: Kube) -> 
         wait_for(lambda: compliant(kube, namespace, 1), what="compliant")
 
         bed.stop("kube-apiserver", kill=True)
+        down = time.monotonic()
         reason = unready_reason(op)
         assert "apiserver" in reason, reason
+        assert scrape(op, "readiness_apiserver_up") == 0, "the outage shows as a metric"
+        assert scrape(op, "readiness_api_errors_total") >= 1
         time.sleep(5)  # the operator keeps running without its apiserver
         assert op.process.poll() is None
         bed.start("kube-apiserver")
+        back = time.monotonic()
         wait_for(lambda: ready(op), timeout=60, what="/readyz back after the apiserver returned")
+        assert scrape(op, "readiness_apiserver_up") == 1, "and clears"
+        sys.stderr.write(
+            f"apiserver outage: {back - down:.1f}s down, ready {time.monotonic() - back:.1f}s after it returned\n"
+        )
         drift_and_wait(kube, namespace)
 
         bed.pause("etcd")
@@ -263,12 +271,14 @@ def test_the_crd_deleted_and_recreated_and_an_operator_started_before_it(
 
 
 def scrape(op: Operator, name: str) -> float:
-    """The value of an unlabelled counter on the operator's /metrics (0 when absent)."""
+    """The sum of a metric's samples on the operator's /metrics (0 when absent)."""
     import urllib.request
 
     with urllib.request.urlopen(f"http://127.0.0.1:{op.metrics_port}/metrics", timeout=3) as response:
         text = response.read().decode()
-    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(f"{name} ")]
+    values = [
+        float(line.split()[-1]) for line in text.splitlines() if line.startswith((f"{name} ", f"{name}{{"))
+    ]
     return sum(values)
 
 
