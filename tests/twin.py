@@ -9,13 +9,41 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from readiness.engine.fields import flatten, is_missing, lookup
 from readiness.k8s import ApiError, FieldCause, ObjectRef
 from readiness.world import ProfileRecord, World
+
+_ABSENT = object()
+
+
+def _leaves(fields: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """The leaf paths of a fieldsV1 document: the twin's own reading, not the engine's."""
+    for name, child in fields.items():
+        if name == ".":
+            continue
+        if child:
+            yield from _leaves(child, (*prefix, name))
+        else:
+            yield (*prefix, name)
+
+
+def _at(body: Any, path: tuple[str, ...]) -> Any:
+    """The value at a fieldsV1 path (f:field, k:{"name": ...} list items), or _ABSENT."""
+    node = body
+    for element in path:
+        if element.startswith("f:") and isinstance(node, Mapping) and element[2:] in node:
+            node = node[element[2:]]
+        elif element.startswith("k:") and isinstance(node, list):
+            wanted = json.loads(element[2:])
+            node = next((i for i in node if isinstance(i, Mapping) and wanted.items() <= i.items()), _ABSENT)
+            if node is _ABSENT:
+                return node
+        else:
+            return _ABSENT
+    return node
 
 
 def fields_of(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -136,14 +164,14 @@ class Twin:
             for entry in live["metadata"]["managedFields"]:
                 if entry["manager"] == "readiness-operator":
                     continue
-                theirs = set(flatten(entry["fieldsV1"]))
+                # The apiserver's rule: a leaf another manager owns, holding another value.
+                theirs = set(_leaves(entry["fieldsV1"]))
                 causes += [
                     FieldCause(field=".".join(path), message="conflict", manager=entry["manager"])
-                    for path in flatten(wanted)
+                    for path in _leaves(wanted)
                     if path in theirs
-                    and not path[-1].startswith("k:")
-                    and not is_missing(lookup(live, path))
-                    and lookup(live, path) != lookup(body, path)
+                    and _at(live, path) is not _ABSENT
+                    and _at(live, path) != _at(body, path)
                 ]
             if causes:
                 raise ApiError(409, "Conflict", "Apply failed with conflicts", causes)

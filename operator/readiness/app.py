@@ -132,7 +132,12 @@ async def operate(settings: Settings) -> None:
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
-        log.info("shutting_down", grace_seconds=settings.shutdown_seconds, in_flight=queue.busy)
+        log.info(
+            "shutting_down",
+            grace_seconds=settings.shutdown_seconds,
+            in_flight=queue.busy,
+            working_on=sorted("/".join(key) for key in queue.in_flight),  # kind/namespace/name
+        )
         resync.stop()
         trim.stop()
         controller.close()

@@ -141,6 +141,11 @@ class WorkQueue(Generic[K]):
     def busy(self) -> int:
         return len(self._active)
 
+    @property
+    def in_flight(self) -> list[K]:
+        """The keys workers hold right now."""
+        return list(self._active)
+
     def _gauge(self) -> None:
         if self._metrics is not None:
             self._metrics.queue_depth.set(len(self._pending))

@@ -4,9 +4,7 @@ level, and its RBAC grants what the operator needs and nothing more."""
 from __future__ import annotations
 
 import copy
-import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from functools import partial
@@ -16,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 from tests.conftest import ROOT, Kube
-from tests.e2e.conftest import wait_for
+from tests.e2e.conftest import start_operator, stop_operator, wait_for
 
 pytestmark = pytest.mark.e2e
 DEPLOY = ROOT / "deploy"
@@ -185,26 +183,21 @@ def test_the_operator_works_with_nothing_but_its_granted_rights(
             ]
         )
     )
-    log = tmp_path / "operator.log"
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(_service_account_kubeconfig(kube, tmp_path / "kubeconfig")),
-        # A glob, so that kopf also lists and watches namespaces, as a sharded install would.
-        "READINESS_NAMESPACES": f"{ns}*",
-        "READINESS_PEERING": ACCOUNT,
-        "READINESS_LOG_FORMAT": "json",
-        "READINESS_RESYNC_SECONDS": "5",
-        "READINESS_METRICS_PORT": "0",
-        "READINESS_HEALTH_PORT": "0",
-        "POD_ID": f"rbac-{ns}",
-    }
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "readiness", "run"], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
+    op = start_operator(
+        _service_account_kubeconfig(kube, tmp_path / "kubeconfig"),
+        tmp_path,
+        "rbac",
+        environ={"POD_ID": f"rbac-{ns}"},
+        namespaces=f"{ns}*",  # a glob, so that kopf also lists and watches namespaces, as a sharded install would
+        peering=ACCOUNT,
+        resync_seconds="5",
+    )
+    log = op.log
     try:
         wait_for(
-            lambda: _compliant(kube, ns, process, log), timeout=60, what=f"profile web Compliant (log: {log})"
+            lambda: _compliant(kube, ns, op.process, log),
+            timeout=60,
+            what=f"profile web Compliant (log: {log})",
         )
         resources = kube.json("get", "deployment", "web", "-n", ns)["spec"]["template"]["spec"]["containers"][
             0
@@ -215,11 +208,7 @@ def test_the_operator_works_with_nothing_but_its_granted_rights(
         peering = kube.json("get", "kopfpeering", ACCOUNT, "-n", ns)
         assert f"rbac-{ns}" in peering.get("status", {})
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_operator(op)
     text = log.read_text(errors="replace")
     assert "forbidden" not in text.lower(), f"a call was denied ({log}):\n{text[-3000:]}"
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
+import json
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -16,7 +14,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import Kube
-from tests.e2e.conftest import Operator, wait_for
+from tests.e2e.conftest import Operator, readyz, start_operator, stop_operator, wait_for
+from tests.e2e.test_faults import fleet
 from tests.e2e.test_profiles import PROBES, simple_deployment, simple_profile
 
 pytestmark = pytest.mark.e2e
@@ -110,54 +109,47 @@ def solo_namespace(kube: Kube) -> Iterator[str]:
 
 
 def test_sigterm_finishes_in_flight_work_and_exits_cleanly(
-    kube: Kube, solo_namespace: str, crd: None
+    kube: Kube, solo_namespace: str, crd: None, testbed: Any
 ) -> None:
-    count = 12
-    kube.apply(yaml.safe_dump_all([simple_deployment(solo_namespace, f"api-{i}") for i in range(count)]))
+    """SIGTERM mid-convergence: every reconcile a worker holds when the shutdown begins ends
+    with its apply (none is cut off), no new one starts, and the process exits 0."""
+    count = 200
+    fleet(kube, solo_namespace, count)
     profile = simple_profile(solo_namespace, probes=PROBES, resources={"limits": {"memory": "64Mi"}})
-    profile["spec"]["selector"] = {
-        "matchExpressions": [{"key": "app.kubernetes.io/name", "operator": "Exists"}]
-    }
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(kube.kubeconfig),
-        "READINESS_NAMESPACES": solo_namespace,
-        "READINESS_METRICS_PORT": "0",
-        "READINESS_HEALTH_PORT": "0",
-        "READINESS_WORKERS": "1",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "readiness", "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    op = start_operator(kube.kubeconfig, testbed.log_dir, "sigterm", namespaces=solo_namespace, workers="1")
     try:
-        time.sleep(4)  # started and watching
+        wait_for(lambda: readyz(op)[0] == 200, what="operator ready")
         kube.apply(yaml.safe_dump(profile))
 
-        def applying() -> bool:
-            items = kube.json("get", "deployments", "-n", solo_namespace)["items"]
-            return any(d["metadata"]["generation"] > 1 for d in items)
-
-        wait_for(applying, timeout=30, what="first applies")
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=40)
+        # At the operator's first apply (its own log says so at once), while the rest wait.
+        wait_for(lambda: '"deployment_applied"' in op.log_text(), timeout=30, what="first applies")
+        op.process.send_signal(signal.SIGTERM)
+        op.process.wait(timeout=40)
     finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 0, output.decode()[-2000:]
-    log = output.decode()
-    assert '"event": "shutting_down"' in log
-    assert '"event": "operator_stopped"' in log
+        if op.process.poll() is None:
+            op.process.kill()
+    log = op.log_text()
+    assert op.process.returncode == 0, log[-2000:]
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    events = [line.get("event") for line in lines]
+    assert "operator_stopped" in events
+    stop = events.index("shutting_down")
+    held = [k.split("/")[2] for k in lines[stop]["working_on"] if k.startswith("Deployment/")]
+    after = [line["deployment"] for line in lines[stop:] if line.get("event") == "deployment_applied"]
+    assert held, f"SIGTERM arrived mid-work (in flight: {lines[stop]['working_on']})"
+    assert sorted(after) == sorted(held), "each held reconcile finished with its apply; no new one began"
     items = kube.json("get", "deployments", "-n", solo_namespace, "--show-managed-fields")["items"]
-    written = [
-        d for d in items if any(m["manager"] == "readiness-operator" for m in d["metadata"]["managedFields"])
-    ]
-    assert len(written) == log.count('"event": "deployment_applied"'), (
-        "every apply that reached the apiserver finished its reconcile: none was cut off by the shutdown"
+    written = sorted(
+        d["metadata"]["name"]
+        for d in items
+        if any(m["manager"] == "readiness-operator" for m in d["metadata"]["managedFields"])
     )
+    applied = sorted(line["deployment"] for line in lines if line.get("event") == "deployment_applied")
+    assert written == applied, "every apply that reached the apiserver finished its reconcile"
+    assert len(written) < count, "stopped before the end: the rest is left for the next start"
     for dep in items:
         container = dep["spec"]["template"]["spec"]["containers"][0]
-        ours = [m for m in dep["metadata"]["managedFields"] if m["manager"] == "readiness-operator"]
-        if ours:  # applied: all of it, in one write
+        if dep["metadata"]["name"] in written:  # applied: all of it, in one write
             assert dep["metadata"]["generation"] == 2
             assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
             assert container["resources"]["limits"]["memory"] == "64Mi"
@@ -167,7 +159,7 @@ def test_sigterm_finishes_in_flight_work_and_exits_cleanly(
             assert not container.get("resources")
 
 
-def test_reconciles_are_traced_over_otlp(kube: Kube, solo_namespace: str, crd: None) -> None:
+def test_reconciles_are_traced_over_otlp(kube: Kube, solo_namespace: str, crd: None, testbed: Any) -> None:
     import http.server
     import threading
 
@@ -185,29 +177,25 @@ def test_reconciles_are_traced_over_otlp(kube: Kube, solo_namespace: str, crd: N
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Collector)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(kube.kubeconfig),
-        "READINESS_NAMESPACES": solo_namespace,
-        "READINESS_METRICS_PORT": "0",
-        "READINESS_HEALTH_PORT": "0",
-        "READINESS_TRACING_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}",
-    }
     kube.apply(
         yaml.safe_dump_all([simple_deployment(solo_namespace), simple_profile(solo_namespace, probes=PROBES)])
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "readiness", "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    op = start_operator(
+        kube.kubeconfig,
+        testbed.log_dir,
+        "traced",
+        namespaces=solo_namespace,
+        tracing_endpoint=f"http://127.0.0.1:{server.server_address[1]}",
     )
     try:
         kube.run(
             "wait", "-n", solo_namespace, "--for=condition=Compliant", "serviceprofile/api", "--timeout=60s"
         )
-        process.send_signal(signal.SIGTERM)  # flushes the batch of spans on the way out
-        process.communicate(timeout=40)
+        op.process.send_signal(signal.SIGTERM)  # flushes the batch of spans on the way out
+        op.process.wait(timeout=40)
     finally:
-        if process.poll() is None:
-            process.kill()
+        if op.process.poll() is None:
+            op.process.kill()
         server.shutdown()
     payload = b"".join(received)
     for span in (b"reconcile", b"k8s.apply_deployment", b"k8s.patch_profile_status"):
@@ -221,8 +209,6 @@ def test_no_secret_value_reaches_logs_events_or_status(
     """Secret-looking env values, label and annotation values on Deployments the operator
     changes, reports conflicts on and fights over: none of them in its debug log, its Events or
     the profile's status."""
-    from tests.e2e.conftest import start_operator, stop_operator
-
     ns = solo_namespace
     secrets = {f"s3cr3t{uuid.uuid4().hex}" for _ in range(5)}
     env_secret, attr_secret, level_secret, label_secret, note_secret = sorted(secrets)
