@@ -8,7 +8,7 @@ TESTBED := PYTHONPATH=testbed $(PY) -m readiness_testbed
 TESTBED_DIR := .testbed
 KUBECTL := $(TESTBED_DIR)/bin/kubectl --kubeconfig $(TESTBED_DIR)/kubeconfig
 
-.PHONY: help venv lint crds check-crds unit e2e test demo demo-status testbed-build testbed-up testbed-down bench bench-fleet clean
+.PHONY: help venv lint crds unit e2e test demo demo-status testbed-build testbed-up testbed-down bench bench-fleet clean
 
 help:
 	@echo "make demo          start the local control plane and run the operator on examples/"

@@ -58,7 +58,8 @@ def desired_patch(spec: ServiceProfileSpec, body: Mapping[str, Any]) -> dict[str
             }
         },
     }
-    apply = evaluate(spec, DeploymentView.from_body(blank), policy="Force").apply
+    forced = spec.model_copy(update={"conflict_policy": "Force"})  # the blank copy has no owners anyway
+    apply = evaluate(forced, DeploymentView.from_body(blank)).apply
     return {"spec": dict(apply["spec"])} if apply else {}
 
 

@@ -6,15 +6,13 @@ No framework, no API client, no clock: an import-linter contract keeps it so.
 from .evaluate import Evaluation, evaluate
 from .selector import matches
 from .status import build_status, rollout_state, summarize
-from .verdict import Judgement, judge, last_writers, last_written, target
-from .view import DeploymentView, ManagedEntry, RolloutStatus
+from .verdict import judge, last_writers, last_written, target
+from .view import DeploymentView, ManagedEntry
 
 __all__ = [
     "DeploymentView",
     "Evaluation",
-    "Judgement",
     "ManagedEntry",
-    "RolloutStatus",
     "build_status",
     "evaluate",
     "judge",

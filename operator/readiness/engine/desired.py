@@ -3,22 +3,29 @@
 A fragment knows its stable check id, the field it concerns, the exact leaves it sets and
 how to describe itself. Fragments are computed from the profile and the live Deployment
 only (level-triggered), then merged into one apply configuration by ``evaluate``.
+
+Each profile section has one function here (``probes``, ``resources``, ...), all with the same
+signature: a ``SectionInput`` in, a ``SectionResult`` out. ``SECTIONS`` holds them in order and
+``plan`` runs them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from .. import FIELD_MANAGER
-from ..models.profile import ProbeSpec, ServiceProfileSpec
-from .fields import POD_SPEC, TEMPLATE, FieldPath, container, key, owners
+from ..models.profile import GoRuntime, Logging, Probes, ProbeSpec, Resources, ServiceProfileSpec, Tracing
+from .fields import POD_SPEC, TEMPLATE, FieldPath, container, key, ours, owners
 from .quantity import QuantityError, ceil_cores, parse_quantity, same_quantity
 from .view import DeploymentView
 
 POD_NAME_ENV = "OTEL_K8S_POD_NAME"  # sorts before OTEL_RESOURCE_ATTRIBUTES, so $(...) expands
+_PROBE_KINDS = ("liveness", "readiness", "startup")
+_OUR_ATTRIBUTES = ("k8s.namespace.name=", "k8s.deployment.name=", "k8s.pod.name=")
+_S = TypeVar("_S")
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,95 @@ class Plan:
     notes: list[Problem] = field(default_factory=list)  # violations that no write can fix
     notices: list[str] = field(default_factory=list)  # what a person should know; not a violation
 
+    def extend(self, other: Plan) -> None:
+        self.fragments.extend(other.fragments)
+        self.problems.extend(other.problems)
+        self.notes.extend(other.notes)
+        self.notices.extend(other.notices)
+
+
+@dataclass(frozen=True)
+class Managed:
+    """A container the profile manages: its name, its live spec, and where it is."""
+
+    name: str
+    live: Mapping[str, Any]
+    base: FieldPath  # its field path, in fieldsV1 notation
+    where: str  # its field, as violations name it
+
+    @classmethod
+    def of(cls, name: str, live: Mapping[str, Any]) -> Managed:
+        return cls(name, live, container(name), f"spec.template.spec.containers[{name}]")
+
+    @property
+    def env(self) -> dict[str, Mapping[str, Any]]:
+        return {str(e.get("name")): e for e in self.live.get("env") or ()}
+
+
+@dataclass(frozen=True)
+class SectionInput:
+    spec: ServiceProfileSpec
+    view: DeploymentView
+    containers: tuple[Managed, ...]  # the managed ones, in the Deployment's own order
+
+
+@dataclass
+class SectionResult:
+    """What one section asks: of each managed container (aligned with ``SectionInput.containers``),
+    and of the pod."""
+
+    containers: list[Plan]
+    pod: Plan = field(default_factory=Plan)
+
+    @classmethod
+    def empty(cls, ctx: SectionInput) -> SectionResult:
+        return cls([Plan() for _ in ctx.containers])
+
+
+Section = Callable[[SectionInput], SectionResult]
+
+
+def plan(spec: ServiceProfileSpec, view: DeploymentView) -> Plan:
+    """Every fragment the profile asks of this Deployment, and what blocks it: for each managed
+    container what each section asks of it, then what each section asks of the pod."""
+    names = [str(c.get("name")) for c in view.containers]
+    wanted = list(spec.containers) or names
+    missing = [n for n in wanted if n not in names]
+    if missing:
+        return Plan(
+            problems=[
+                Problem(
+                    "containers.unknown",
+                    "spec.template.spec.containers",
+                    f"container(s) {', '.join(missing)} named by the profile do not exist (have: {', '.join(names)})",
+                )
+            ]
+        )
+    live = {str(c.get("name")): c for c in view.containers}
+    managed = tuple(Managed.of(n, live[n]) for n in names if n in wanted)  # the Deployment's order
+    ctx = SectionInput(spec, view, managed)
+    results = [section(ctx) for section in SECTIONS]
+    out = Plan()
+    for index in range(len(managed)):
+        for result in results:
+            out.extend(result.containers[index])
+    for result in results:
+        out.extend(result.pod)
+    return out
+
+
+def _each(
+    ctx: SectionInput, section: _S | None, build: Callable[[SectionInput, Managed, _S], Plan]
+) -> SectionResult:
+    """A section that asks things of containers: ``build`` for each managed one, in order;
+    nothing when the profile leaves the section out."""
+    if section is None:
+        return SectionResult.empty(ctx)
+    return SectionResult([build(ctx, c, section) for c in ctx.containers])
+
+
+# ---- Shared helpers ----
+
 
 def _leaves(prefix: FieldPath, value: Mapping[str, Any]) -> Iterator[tuple[FieldPath, Any]]:
     for name, child in value.items():
@@ -72,7 +168,100 @@ def _resolve_port(container_spec: Mapping[str, Any], port: int | str) -> int | N
     return None
 
 
-def _probe(kind: str, probe: ProbeSpec, default_port: int | str, number: int) -> dict[str, Any]:
+def _env(
+    base: FieldPath, name: str, value: str | None = None, value_from: Any = None
+) -> tuple[FieldPath, Any]:
+    path = (*base, "f:env", key(name=name))
+    if value_from is not None:
+        return (*path, "f:valueFrom"), value_from
+    return (*path, "f:value"), value
+
+
+def _user_owned(view: DeploymentView, path: FieldPath, present: bool) -> bool:
+    """A variable is the user's when it exists and is not ours alone."""
+    if not present:
+        return False
+    return not ours(view, path) or bool(owners(view, path, exclude=FIELD_MANAGER))
+
+
+def _derived(ctx: SectionInput, c: Managed, var: str, value: str, out: Plan) -> tuple[FieldPath, Any] | None:
+    """A value the profile derives rather than declares: the user's own setting wins, also
+    one the container may get through envFrom (a ConfigMap or Secret the operator does not
+    read): an env entry would shadow it, so none is added, and ``out`` gets a notice."""
+    env = c.env
+    if _user_owned(ctx.view, (*c.base, "f:env", key(name=var)), var in env):
+        return None
+    if c.live.get("envFrom") and var not in env:
+        out.notices.append(
+            f"{var} is not set on container {c.name}: it may come from its envFrom, which the "
+            "operator does not read; set it in the container's env (or declare it) to decide"
+        )
+        return None
+    return _env(c.base, var, value)
+
+
+def _kept_quantity(ctx: SectionInput, c: Managed, group: str, resource: str) -> str | int | None:
+    """The quantity the container will have after our apply, which the runtime env follows:
+    the profile's, unless Report leaves another manager's value; the live one, unless it is
+    ours and no longer declared (the same apply releases it)."""
+    spec, view = ctx.spec, ctx.view
+    declared_group = getattr(spec.resources, group, None) if spec.resources is not None else None
+    declared: str | int | None = getattr(declared_group, resource, None) if declared_group else None
+    live = (c.live.get("resources", {}).get(group, {}) or {}).get(resource)
+    path = (*c.base, "f:resources", f"f:{group}", f"f:{resource}")
+    theirs = owners(view, path, exclude=FIELD_MANAGER)
+    if declared is not None:
+        held = live is not None and theirs and not same_quantity(live, declared)
+        return live if held and spec.conflict_policy == "Report" else declared
+    if live is not None and not theirs and ours(view, path):
+        return None
+    return live if isinstance(live, (str, int)) else None
+
+
+# ---- probes ----
+
+
+def probes(ctx: SectionInput) -> SectionResult:
+    """Liveness, readiness and startup probes on each managed container; a probe port the
+    container does not declare is a problem."""
+    return _each(ctx, ctx.spec.probes, _probes_of)
+
+
+def _probes_of(ctx: SectionInput, c: Managed, declared: Probes) -> Plan:
+    out = Plan()
+    for kind in _PROBE_KINDS:
+        probe: ProbeSpec | None = getattr(declared, kind)
+        if probe is None:
+            continue
+        port = probe.port if probe.port is not None else declared.port
+        number = _resolve_port(c.live, port)
+        if number is None:
+            declared_ports = ", ".join(str(p.get("name") or p.get("containerPort")) for p in _ports(c.live))
+            out.problems.append(
+                Problem(
+                    "probes.port.unknown",
+                    f"{c.where}.ports",
+                    f"probe port {port!r} is not a port of container {c.name} "
+                    f"(declared: {declared_ports or 'none'})",
+                )
+            )
+            continue
+        field_name = f"{kind}Probe"
+        out.fragments.append(
+            Fragment(
+                check=f"probes.{kind}",
+                field=f"{c.where}.{field_name}",
+                leaves=tuple(_leaves((*c.base, f"f:{field_name}"), _probe(probe, declared.port, number))),
+                wants=f"{kind} probe {probe.type} on port {port}"
+                + (f" path {probe.path}" if probe.path else ""),
+                handler_parent=(*c.base, f"f:{field_name}"),
+                handler=probe.type,
+            )
+        )
+    return out
+
+
+def _probe(probe: ProbeSpec, default_port: int | str, number: int) -> dict[str, Any]:
     port = probe.port if probe.port is not None else default_port
     handler: dict[str, Any]
     if probe.type == "httpGet":
@@ -94,316 +283,248 @@ def _probe(kind: str, probe: ProbeSpec, default_port: int | str, number: int) ->
     return body
 
 
-def _env(
-    base: FieldPath, name: str, value: str | None = None, value_from: Any = None
-) -> tuple[FieldPath, Any]:
-    path = (*base, "f:env", key(name=name))
-    if value_from is not None:
-        return (*path, "f:valueFrom"), value_from
-    return (*path, "f:value"), value
+# ---- resources ----
 
 
-def _user_owned(view: DeploymentView, path: FieldPath, present: bool) -> bool:
-    """A variable is the user's when it exists and is not ours alone."""
-    if not present:
-        return False
-    ours = any(e.manager == FIELD_MANAGER and path in e.covered for e in view.managed)
-    return not ours or bool(owners(view, path, exclude=FIELD_MANAGER))
+def resources(ctx: SectionInput) -> SectionResult:
+    """Requests and limits on each managed container, one fragment per quantity."""
+    return _each(ctx, ctx.spec.resources, _resources_of)
 
 
-def _kept_quantity(
-    spec: ServiceProfileSpec,
-    view: DeploymentView,
-    current: Mapping[str, Any],
-    base: FieldPath,
-    group: str,
-    resource: str,
-) -> str | int | None:
-    """The quantity the container will have after our apply, which the runtime env follows:
-    the profile's, unless Report leaves another manager's value; the live one, unless it is
-    ours and no longer declared (the same apply releases it)."""
-    declared_group = getattr(spec.resources, group, None) if spec.resources is not None else None
-    declared: str | int | None = getattr(declared_group, resource, None) if declared_group else None
-    live = (current.get("resources", {}).get(group, {}) or {}).get(resource)
-    path = (*base, "f:resources", f"f:{group}", f"f:{resource}")
-    theirs = owners(view, path, exclude=FIELD_MANAGER)
-    if declared is not None:
-        held = live is not None and theirs and not same_quantity(live, declared)
-        return live if held and spec.conflict_policy == "Report" else declared
-    if (
-        live is not None
-        and not theirs
-        and any(e.manager == FIELD_MANAGER and path in e.covered for e in view.managed)
-    ):
-        return None
-    return live if isinstance(live, (str, int)) else None
-
-
-def plan(spec: ServiceProfileSpec, view: DeploymentView) -> Plan:
-    """Every fragment the profile asks of this Deployment, and what blocks it."""
-    result = Plan()
-    names = [str(c.get("name")) for c in view.containers]
-    wanted = list(spec.containers) or names
-    missing = [n for n in wanted if n not in names]
-    if missing:
-        result.problems.append(
-            Problem(
-                "containers.unknown",
-                "spec.template.spec.containers",
-                f"container(s) {', '.join(missing)} named by the profile do not exist (have: {', '.join(names)})",
-            )
-        )
-        return result
-    live = {str(c.get("name")): c for c in view.containers}
-    managed = [n for n in names if n in wanted]  # in the Deployment's own order
-    for name in managed:
-        _container_fragments(spec, view, name, live[name], result)
-    _pod_fragments(spec, view, [live[n] for n in managed], result)
-    return result
-
-
-def _container_fragments(
-    spec: ServiceProfileSpec, view: DeploymentView, name: str, current: Mapping[str, Any], out: Plan
-) -> None:
-    base = container(name)
-    where = f"spec.template.spec.containers[{name}]"
-    if spec.probes is not None:
-        for kind in ("liveness", "readiness", "startup"):
-            probe: ProbeSpec | None = getattr(spec.probes, kind)
-            if probe is None:
+def _resources_of(ctx: SectionInput, c: Managed, declared: Resources) -> Plan:
+    out = Plan()
+    for group in ("requests", "limits"):
+        values = getattr(declared, group)
+        if values is None:
+            continue
+        for resource in ("cpu", "memory"):
+            value = getattr(values, resource)
+            if value is None:
                 continue
-            port = probe.port if probe.port is not None else spec.probes.port
-            number = _resolve_port(current, port)
-            if number is None:
-                out.problems.append(
-                    Problem(
-                        "probes.port.unknown",
-                        f"{where}.ports",
-                        f"probe port {port!r} is not a port of container {name} "
-                        f"(declared: {', '.join(str(p.get('name') or p.get('containerPort')) for p in _ports(current)) or 'none'})",
-                    )
-                )
-                continue
-            field_name = f"{kind}Probe"
-            body = _probe(kind, probe, spec.probes.port, number)
+            path = (*c.base, "f:resources", f"f:{group}", f"f:{resource}")
             out.fragments.append(
                 Fragment(
-                    check=f"probes.{kind}",
-                    field=f"{where}.{field_name}",
-                    leaves=tuple(_leaves((*base, f"f:{field_name}"), body)),
-                    wants=f"{kind} probe {probe.type} on port {port}"
-                    + (f" path {probe.path}" if probe.path else ""),
-                    handler_parent=(*base, f"f:{field_name}"),
-                    handler=probe.type,
+                    check=f"resources.{group}.{resource}",
+                    field=f"{c.where}.resources.{group}.{resource}",
+                    leaves=((path, str(value)),),  # `cpu: 1` is applied as the quantity "1"
+                    wants=f"{group}.{resource}={value}",
                 )
             )
-    if spec.resources is not None:
-        for group in ("requests", "limits"):
-            values = getattr(spec.resources, group)
-            if values is None:
-                continue
-            for resource in ("cpu", "memory"):
-                value = getattr(values, resource)
-                if value is None:
-                    continue
-                path = (*base, "f:resources", f"f:{group}", f"f:{resource}")
-                out.fragments.append(
-                    Fragment(
-                        check=f"resources.{group}.{resource}",
-                        field=f"{where}.resources.{group}.{resource}",
-                        leaves=((path, str(value)),),  # `cpu: 1` is applied as the quantity "1"
-                        wants=f"{group}.{resource}={value}",
-                    )
-                )
-    if spec.shutdown is not None and spec.shutdown.pre_stop_sleep_seconds is not None:
-        parent = (*base, "f:lifecycle", "f:preStop")
-        seconds = spec.shutdown.pre_stop_sleep_seconds
-        out.fragments.append(
-            Fragment(
-                check="shutdown.prestop",
-                field=f"{where}.lifecycle.preStop",
-                leaves=(((*parent, "f:sleep", "f:seconds"), seconds),),
-                wants=f"preStop sleep {seconds}s",
-                handler_parent=parent,
-                handler="sleep",
-            )
-        )
-    _env_fragments(spec, view, name, current, base, where, out)
+    return out
 
 
-def _env_fragments(
-    spec: ServiceProfileSpec,
-    view: DeploymentView,
-    name: str,
-    current: Mapping[str, Any],
-    base: FieldPath,
-    where: str,
-    out: Plan,
-) -> None:
-    env = {str(e.get("name")): e for e in current.get("env") or ()}
-
-    def derived(var: str, value: str) -> tuple[FieldPath, Any] | None:
-        """A value the profile derives rather than declares: the user's own setting wins, also
-        one the container may get through envFrom (a ConfigMap or Secret the operator does not
-        read): an env entry would shadow it, so none is added."""
-        path = (*base, "f:env", key(name=var))
-        if _user_owned(view, path, var in env):
-            return None
-        if current.get("envFrom") and var not in env:
-            out.notices.append(
-                f"{var} is not set on container {name}: it may come from its envFrom, which the "
-                "operator does not read; set it in the container's env (or declare it) to decide"
-            )
-            return None
-        return _env(base, var, value)
-
-    if spec.tracing is not None:
-        t = spec.tracing
-        leaves: list[tuple[FieldPath, Any]] = [
-            _env(base, "OTEL_EXPORTER_OTLP_ENDPOINT", t.endpoint),
-            _env(base, "OTEL_EXPORTER_OTLP_PROTOCOL", t.protocol),
-            _env(base, "OTEL_TRACES_SAMPLER", t.sampler),
-        ]
-        if t.service_name is not None:
-            leaves.append(_env(base, "OTEL_SERVICE_NAME", t.service_name))
-        else:
-            default = (
-                view.labels.get("app.kubernetes.io/name")
-                or view.template_labels.get("app.kubernetes.io/name")
-                or view.name
-            )
-            leaf = derived("OTEL_SERVICE_NAME", default)
-            if leaf:
-                leaves.append(leaf)
-        if t.sampler_arg is not None:
-            leaves.append(_env(base, "OTEL_TRACES_SAMPLER_ARG", t.sampler_arg))
-        if t.propagators:
-            leaves.append(_env(base, "OTEL_PROPAGATORS", ",".join(t.propagators)))
-        leaves.append(
-            _env(
-                base,
-                POD_NAME_ENV,
-                value_from={"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}},
-            )
-        )
-        ours = (
-            f"k8s.namespace.name={view.namespace},k8s.deployment.name={view.name},"
-            f"k8s.pod.name=$({POD_NAME_ENV})"
-        )
-        attrs_path = (*base, "f:env", key(name="OTEL_RESOURCE_ATTRIBUTES"), "f:value")
-        # Appended to, never replaced: whatever else the variable holds is kept as it is.
-        existing = str(env.get("OTEL_RESOURCE_ATTRIBUTES", {}).get("value") or "")
-        kept = [
-            item
-            for item in existing.split(",")
-            if item and not item.startswith(("k8s.namespace.name=", "k8s.deployment.name=", "k8s.pod.name="))
-        ]
-        value = ",".join([*kept, ours])
-        leaves.append((attrs_path, value))
-        out.fragments.append(
-            Fragment(
-                check="tracing.env",
-                field=f"{where}.env",
-                leaves=tuple(leaves),
-                wants=f"OpenTelemetry env exporting to {t.endpoint}",
-            )
-        )
-    if spec.runtime is not None and spec.runtime.go is not None:
-        go_leaves: list[tuple[FieldPath, Any]] = []
-        memory = _kept_quantity(spec, view, current, base, "limits", "memory")
-        cpu = _kept_quantity(spec, view, current, base, "limits", "cpu") or _kept_quantity(
-            spec, view, current, base, "requests", "cpu"
-        )
-        if memory is None:
-            out.notes.append(
-                Problem(
-                    "runtime.go.memory-limit.missing",
-                    f"{where}.resources.limits.memory",
-                    f"GOMEMLIMIT needs a memory limit on container {name}; declare resources.limits.memory",
-                )
-            )
-        else:
-            try:
-                limit = int(parse_quantity(memory) * Decimal(str(spec.runtime.go.memory_limit_ratio)))
-                leaf = derived("GOMEMLIMIT", str(limit))
-                if leaf:
-                    go_leaves.append(leaf)
-            except QuantityError:
-                pass
-        if cpu is not None:
-            try:
-                leaf = derived("GOMAXPROCS", str(ceil_cores(cpu)))
-                if leaf:
-                    go_leaves.append(leaf)
-            except QuantityError:
-                pass
-        if go_leaves:
-            out.fragments.append(
-                Fragment(
-                    check="runtime.go.env",
-                    field=f"{where}.env",
-                    leaves=tuple(go_leaves),
-                    wants="GOMEMLIMIT/GOMAXPROCS derived from the container's limits",
-                )
-            )
-    if spec.logging is not None and (spec.logging.format or spec.logging.level):
-        log_leaves = []
-        if spec.logging.format:
-            log_leaves.append(_env(base, "LOG_FORMAT", spec.logging.format))
-        if spec.logging.level:
-            log_leaves.append(_env(base, "LOG_LEVEL", spec.logging.level))
-        out.fragments.append(
-            Fragment(
-                check="logging.env",
-                field=f"{where}.env",
-                leaves=tuple(log_leaves),
-                wants=" ".join(
-                    f"{k}={v}"
-                    for k, v in (("LOG_FORMAT", spec.logging.format), ("LOG_LEVEL", spec.logging.level))
-                    if v
-                ),
-            )
-        )
+# ---- shutdown ----
 
 
-def _pod_fragments(
-    spec: ServiceProfileSpec, view: DeploymentView, containers: list[Mapping[str, Any]], out: Plan
-) -> None:
-    if spec.shutdown is not None and spec.shutdown.termination_grace_period_seconds is not None:
-        seconds = spec.shutdown.termination_grace_period_seconds
-        out.fragments.append(
+def shutdown(ctx: SectionInput) -> SectionResult:
+    """A preStop sleep on each managed container; terminationGracePeriodSeconds on the pod."""
+    declared = ctx.spec.shutdown
+    sleep = declared.pre_stop_sleep_seconds if declared is not None else None
+    result = _each(ctx, sleep, _pre_stop_of)
+    grace = declared.termination_grace_period_seconds if declared is not None else None
+    if grace is not None:
+        result.pod.fragments.append(
             Fragment(
                 check="shutdown.grace",
                 field="spec.template.spec.terminationGracePeriodSeconds",
-                leaves=(((*POD_SPEC, "f:terminationGracePeriodSeconds"), seconds),),
-                wants=f"terminationGracePeriodSeconds={seconds}",
+                leaves=(((*POD_SPEC, "f:terminationGracePeriodSeconds"), grace),),
+                wants=f"terminationGracePeriodSeconds={grace}",
             )
         )
-    if spec.metrics is not None:
-        number = next(
-            (n for n in (_resolve_port(c, spec.metrics.port) for c in containers) if n is not None), None
-        )
-        if number is None:
-            out.problems.append(
-                Problem(
-                    "metrics.port.unknown",
-                    "spec.template.spec.containers[*].ports",
-                    f"metrics port {spec.metrics.port!r} is not a port of any managed container",
-                )
+    return result
+
+
+def _pre_stop_of(ctx: SectionInput, c: Managed, seconds: int) -> Plan:
+    parent = (*c.base, "f:lifecycle", "f:preStop")
+    fragment = Fragment(
+        check="shutdown.prestop",
+        field=f"{c.where}.lifecycle.preStop",
+        leaves=(((*parent, "f:sleep", "f:seconds"), seconds),),
+        wants=f"preStop sleep {seconds}s",
+        handler_parent=parent,
+        handler="sleep",
+    )
+    return Plan(fragments=[fragment])
+
+
+# ---- metrics ----
+
+
+def metrics(ctx: SectionInput) -> SectionResult:
+    """Prometheus scrape annotations on the pod template, for a port of the first managed
+    container that declares it; no such port is a problem."""
+    result = SectionResult.empty(ctx)
+    declared = ctx.spec.metrics
+    if declared is None:
+        return result
+    numbers = (_resolve_port(c.live, declared.port) for c in ctx.containers)
+    number = next((n for n in numbers if n is not None), None)
+    if number is None:
+        result.pod.problems.append(
+            Problem(
+                "metrics.port.unknown",
+                "spec.template.spec.containers[*].ports",
+                f"metrics port {declared.port!r} is not a port of any managed container",
             )
-            return
-        annotations = (*TEMPLATE, "f:metadata", "f:annotations")
-        values = {
-            "prometheus.io/scrape": "true",
-            "prometheus.io/port": str(number),
-            "prometheus.io/path": spec.metrics.path,
-            "prometheus.io/scheme": spec.metrics.scheme,
-        }
+        )
+        return result
+    annotations = (*TEMPLATE, "f:metadata", "f:annotations")
+    values = {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(number),
+        "prometheus.io/path": declared.path,
+        "prometheus.io/scheme": declared.scheme,
+    }
+    result.pod.fragments.append(
+        Fragment(
+            check="metrics.annotations",
+            field="spec.template.metadata.annotations",
+            leaves=tuple(((*annotations, f"f:{k}"), v) for k, v in values.items()),
+            wants=f"prometheus.io/* scrape annotations for port {number}{declared.path}",
+        )
+    )
+    return result
+
+
+# ---- tracing ----
+
+
+def tracing(ctx: SectionInput) -> SectionResult:
+    """The OpenTelemetry SDK environment on each managed container. OTEL_SERVICE_NAME, unless
+    declared, is derived (the user's own value wins); OTEL_RESOURCE_ATTRIBUTES is appended to."""
+    return _each(ctx, ctx.spec.tracing, _tracing_of)
+
+
+def _tracing_of(ctx: SectionInput, c: Managed, t: Tracing) -> Plan:
+    out = Plan()
+    leaves: list[tuple[FieldPath, Any]] = [
+        _env(c.base, "OTEL_EXPORTER_OTLP_ENDPOINT", t.endpoint),
+        _env(c.base, "OTEL_EXPORTER_OTLP_PROTOCOL", t.protocol),
+        _env(c.base, "OTEL_TRACES_SAMPLER", t.sampler),
+    ]
+    if t.service_name is not None:
+        leaves.append(_env(c.base, "OTEL_SERVICE_NAME", t.service_name))
+    elif leaf := _derived(ctx, c, "OTEL_SERVICE_NAME", _default_service_name(ctx.view), out):
+        leaves.append(leaf)
+    if t.sampler_arg is not None:
+        leaves.append(_env(c.base, "OTEL_TRACES_SAMPLER_ARG", t.sampler_arg))
+    if t.propagators:
+        leaves.append(_env(c.base, "OTEL_PROPAGATORS", ",".join(t.propagators)))
+    pod_name = {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}
+    leaves.append(_env(c.base, POD_NAME_ENV, value_from=pod_name))
+    leaves.append(_resource_attributes(ctx.view, c))
+    out.fragments.append(
+        Fragment(
+            check="tracing.env",
+            field=f"{c.where}.env",
+            leaves=tuple(leaves),
+            wants=f"OpenTelemetry env exporting to {t.endpoint}",
+        )
+    )
+    return out
+
+
+def _default_service_name(view: DeploymentView) -> str:
+    return (
+        view.labels.get("app.kubernetes.io/name")
+        or view.template_labels.get("app.kubernetes.io/name")
+        or view.name
+    )
+
+
+def _resource_attributes(view: DeploymentView, c: Managed) -> tuple[FieldPath, Any]:
+    """OTEL_RESOURCE_ATTRIBUTES, appended to, never replaced: whatever else the variable holds
+    is kept as it is."""
+    ours = (
+        f"k8s.namespace.name={view.namespace},k8s.deployment.name={view.name},k8s.pod.name=$({POD_NAME_ENV})"
+    )
+    existing = str(c.env.get("OTEL_RESOURCE_ATTRIBUTES", {}).get("value") or "")
+    kept = [item for item in existing.split(",") if item and not item.startswith(_OUR_ATTRIBUTES)]
+    return (*c.base, "f:env", key(name="OTEL_RESOURCE_ATTRIBUTES"), "f:value"), ",".join([*kept, ours])
+
+
+# ---- runtime ----
+
+
+def runtime(ctx: SectionInput) -> SectionResult:
+    """GOMEMLIMIT and GOMAXPROCS on each managed container, derived from the limits it will
+    have (the user's own values win); no memory limit is a note, a violation no write fixes."""
+    go = ctx.spec.runtime.go if ctx.spec.runtime is not None else None
+    return _each(ctx, go, _go_of)
+
+
+def _go_of(ctx: SectionInput, c: Managed, go: GoRuntime) -> Plan:
+    out = Plan()
+    memory = _kept_quantity(ctx, c, "limits", "memory")
+    cpu = _kept_quantity(ctx, c, "limits", "cpu") or _kept_quantity(ctx, c, "requests", "cpu")
+    if memory is None:
+        out.notes.append(
+            Problem(
+                "runtime.go.memory-limit.missing",
+                f"{c.where}.resources.limits.memory",
+                f"GOMEMLIMIT needs a memory limit on container {c.name}; declare resources.limits.memory",
+            )
+        )
+    values = (
+        ("GOMEMLIMIT", _go_memory_limit(memory, go.memory_limit_ratio)),
+        ("GOMAXPROCS", _go_max_procs(cpu)),
+    )
+    leaves = [
+        leaf for var, value in values if value is not None and (leaf := _derived(ctx, c, var, value, out))
+    ]
+    if leaves:
         out.fragments.append(
             Fragment(
-                check="metrics.annotations",
-                field="spec.template.metadata.annotations",
-                leaves=tuple(((*annotations, f"f:{k}"), v) for k, v in values.items()),
-                wants=f"prometheus.io/* scrape annotations for port {number}{spec.metrics.path}",
+                check="runtime.go.env",
+                field=f"{c.where}.env",
+                leaves=tuple(leaves),
+                wants="GOMEMLIMIT/GOMAXPROCS derived from the container's limits",
             )
         )
+    return out
+
+
+def _go_memory_limit(memory: str | int | None, ratio: float) -> str | None:
+    if memory is None:
+        return None
+    try:
+        return str(int(parse_quantity(memory) * Decimal(str(ratio))))
+    except QuantityError:
+        return None
+
+
+def _go_max_procs(cpu: str | int | None) -> str | None:
+    if cpu is None:
+        return None
+    try:
+        return str(ceil_cores(cpu))
+    except QuantityError:
+        return None
+
+
+# ---- logging ----
+
+
+def logging(ctx: SectionInput) -> SectionResult:
+    """LOG_FORMAT and LOG_LEVEL on each managed container, as declared."""
+    return _each(ctx, ctx.spec.logging, _logging_of)
+
+
+def _logging_of(ctx: SectionInput, c: Managed, declared: Logging) -> Plan:
+    pairs = [(k, v) for k, v in (("LOG_FORMAT", declared.format), ("LOG_LEVEL", declared.level)) if v]
+    if not pairs:
+        return Plan()
+    fragment = Fragment(
+        check="logging.env",
+        field=f"{c.where}.env",
+        leaves=tuple(_env(c.base, k, v) for k, v in pairs),
+        wants=" ".join(f"{k}={v}" for k, v in pairs),
+    )
+    return Plan(fragments=[fragment])
+
+
+# The chain, one function per optional section of ServiceProfileSpec, named after it. The order is
+# visible output: ``plan`` lists, for each managed container, what each section asks of it in this
+# order, then what each asks of the pod (shutdown's grace period, then metrics), and violations
+# follow that order. It is the order the profile declares its sections in; keep it when adding one.
+SECTIONS: tuple[Section, ...] = (probes, resources, shutdown, metrics, tracing, runtime, logging)

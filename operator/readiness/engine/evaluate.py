@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from .. import FIELD_MANAGER
 from ..models.profile import ServiceProfileSpec
 from ..models.status import Conflict, Violation
 from .desired import Fragment, plan
-from .fields import POD_SPEC, FieldPath, build, human, is_missing, live_document, lookup, owned, owners
+from .fields import POD_SPEC, FieldPath, build, human, is_missing, live_document, lookup, ours, owned, owners
 from .quantity import QuantityError, parse_quantity, same_quantity
 from .view import DeploymentView
 
@@ -87,11 +87,9 @@ def _short(fragment: Fragment, path: FieldPath) -> str:
     return rest or text.rsplit(".", 1)[-1]
 
 
-def evaluate(
-    spec: ServiceProfileSpec, view: DeploymentView, policy: Literal["Report", "Force"] | None = None
-) -> Evaluation:
+def evaluate(spec: ServiceProfileSpec, view: DeploymentView) -> Evaluation:
     """Compare what ``spec`` wants with ``view``; decide the single apply, if any."""
-    policy = policy or spec.conflict_policy
+    policy = spec.conflict_policy
     result = plan(spec, view)
     notes = tuple(Violation(check=p.check, field=p.field, message=p.message) for p in result.notes)
     if result.problems:
@@ -119,7 +117,7 @@ def evaluate(
             for p in diffs
             if not is_missing(current[p])
             for m in owners(view, p, exclude=FIELD_MANAGER)
-        ]
+        ] + (_repeated_env(fragment, doc, view) if diffs else [])
         if diffs:
             violations.append(_violation(fragment, current, diffs))
         if hard or (soft and policy == "Report"):
@@ -129,9 +127,7 @@ def evaluate(
             kept.extend(
                 (p, current[p])
                 for p, _ in fragment.leaves
-                if not is_missing(current[p])
-                and _ours(view, p)
-                and not owners(view, p, exclude=FIELD_MANAGER)
+                if not is_missing(current[p]) and ours(view, p) and not owners(view, p, exclude=FIELD_MANAGER)
             )
             continue
         included.append(fragment)
@@ -229,10 +225,6 @@ def _resource_misfits(included: list[Fragment], doc: Mapping[str, Any]) -> list[
     return found
 
 
-def _ours(view: DeploymentView, path: FieldPath) -> bool:
-    return any(e.manager == FIELD_MANAGER and path in e.covered for e in view.managed)
-
-
 def _handler_conflicts(fragment: Fragment, doc: Mapping[str, Any], view: DeploymentView) -> list[Conflict]:
     """Another manager's probe/preStop handler of another type: a pod may have only one."""
     if fragment.handler_parent is None:
@@ -247,7 +239,7 @@ def _handler_conflicts(fragment: Fragment, doc: Mapping[str, Any], view: Deploym
             continue
         path = (*fragment.handler_parent, f"f:{other}")
         theirs = owners(view, path, exclude=FIELD_MANAGER)
-        if not theirs and _ours(view, path):
+        if not theirs and ours(view, path):
             continue  # our own earlier handler: the apply that sets the new one drops it
         for manager in theirs or ["unknown"]:
             found.append(Conflict(manager=manager, field=human(path)))
@@ -271,9 +263,31 @@ def _env_form_conflicts(fragment: Fragment, doc: Mapping[str, Any], view: Deploy
             if is_missing(lookup(doc, other)):
                 continue
             theirs = owners(view, other, exclude=FIELD_MANAGER)
-            if not theirs and _ours(view, other):
+            if not theirs and ours(view, other):
                 continue  # our own earlier form: the apply that sets the new one drops it
             found.extend(Conflict(manager=m, field=human(other)) for m in theirs or ["unknown"])
+    return _unique(found)
+
+
+def _repeated_env(fragment: Fragment, doc: Mapping[str, Any], view: DeploymentView) -> list[Conflict]:
+    """A variable the container defines more than once: an apply of it replaces every
+    definition (the apiserver collapses them), so whoever wrote them must agree (Force)."""
+    found: list[Conflict] = []
+    for path, _ in fragment.leaves:
+        at = next((i for i in range(len(path) - 1) if path[i] == "f:env"), None)
+        if at is None:
+            continue
+        name = json.loads(path[at + 1][2:]).get("name")
+        env = lookup(doc, path[: at + 1])
+        if (
+            isinstance(env, list)
+            and sum(1 for e in env if isinstance(e, Mapping) and e.get("name") == name) > 1
+        ):
+            item = path[: at + 2]
+            holders = owners(view, item, exclude=FIELD_MANAGER) or ["unknown"]
+            found.extend(
+                Conflict(manager=m, field=f"{human(item)} (defined more than once)") for m in holders
+            )
     return _unique(found)
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from functools import lru_cache
 from typing import Any
 
+from .. import FIELD_MANAGER
 from .view import DeploymentView, ManagedEntry
 
 FieldPath = tuple[str, ...]
@@ -46,6 +46,11 @@ def owned(entry: ManagedEntry) -> frozenset[FieldPath]:
     return frozenset(flatten(entry.fields))
 
 
+def ours(view: DeploymentView, path: FieldPath) -> bool:
+    """True when the operator's own field manager owns ``path`` or anything below it."""
+    return any(e.manager == FIELD_MANAGER and path in e.covered for e in view.managed)
+
+
 def owners(view: DeploymentView, path: FieldPath, exclude: str) -> list[str]:
     """Managers other than ``exclude`` owning ``path`` or anything below it."""
     found: list[str] = []
@@ -75,11 +80,6 @@ def lookup(document: Mapping[str, Any], path: Iterable[str]) -> Any:
         else:
             return _MISSING
     return node
-
-
-@lru_cache(maxsize=4096)
-def _decode(element: str) -> tuple[tuple[str, Any], ...]:
-    return tuple(json.loads(element[2:]).items())
 
 
 def is_missing(value: Any) -> bool:

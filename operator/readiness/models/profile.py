@@ -180,7 +180,7 @@ class Shutdown(Model):
     """Native preStop sleep, so endpoints drain before SIGTERM reaches the app."""
 
 
-class Metrics(Model):
+class MetricsScrape(Model):
     port: PortRef
     """Port Prometheus scrapes; a port name is resolved to its number on the container."""
     path: Path = "/metrics"
@@ -264,7 +264,7 @@ class ServiceProfileSpec(Model):
     """Resource requests and limits."""
     shutdown: Shutdown | None = None
     """Graceful termination."""
-    metrics: Metrics | None = None
+    metrics: MetricsScrape | None = None
     """Prometheus scrape annotations on the pod template."""
     tracing: Tracing | None = None
     """OpenTelemetry SDK environment."""
