@@ -11,12 +11,17 @@ import copy
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from readiness.k8s import ApiError, FieldCause, ObjectRef
 from readiness.world import ProfileRecord, World
 
 _ABSENT = object()
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _leaves(fields: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
@@ -184,7 +189,7 @@ class Twin:
         )
         merged["metadata"] = meta
         meta["managedFields"] = [m for m in meta["managedFields"] if m["manager"] != "readiness-operator"] + [
-            {"manager": "readiness-operator", "operation": "Apply", "fieldsV1": wanted}
+            {"manager": "readiness-operator", "operation": "Apply", "fieldsV1": wanted, "time": _now()}
         ]
         if changed:
             meta["resourceVersion"] = self._next_rv()

@@ -78,10 +78,12 @@ class Controller:
         if type_ == "DELETED":
             self._world.remove_deployment(namespace, name)
             self._queue.add((DEPLOYMENT, namespace, name))
+            self._wake(namespace, name)
             return
         if type_ is None:  # a (re-)listing: statuses wait until it is over
             self._listed_at = asyncio.get_running_loop().time()
         stored = self._world.put_deployment(body)
+        self._wake(namespace, name)
         if self._reconciler.stale(namespace, stored):
             return  # our own write is on its way; its event decides
         if self._reconciler.settled(namespace, stored):
@@ -89,6 +91,11 @@ class Controller:
                 self.status(key)
             return
         self._queue.add((DEPLOYMENT, namespace, name))
+
+    def _wake(self, namespace: str, name: str) -> None:
+        """A rollout slot it held may have freed: the Deployments waiting for it go."""
+        for woken in self._reconciler.landed(namespace, name):
+            self._queue.add((DEPLOYMENT, namespace, woken))
 
     def profile_event(self, type_: str | None, namespace: str, name: str) -> None:
         key = (namespace, name)

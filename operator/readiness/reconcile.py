@@ -15,14 +15,24 @@ import structlog
 
 from . import API_GROUP, API_VERSION, KIND
 from .board import Board, Entry
-from .engine import DeploymentView, Evaluation, judge, last_writers, last_written, target
+from .engine import (
+    DeploymentView,
+    Evaluation,
+    judge,
+    last_writers,
+    last_written,
+    rollout_state,
+    target,
+    written_last_by_us,
+)
 from .events import EventSink
 from .guard import LEFT_ALONE, FightGuard
 from .k8s import ApiError, Cluster, ObjectRef
 from .metrics import Metrics
 from .models import Conflict, ServiceProfileSpec, Target
-from .models.status import TargetState
+from .models.status import Rollout, TargetState
 from .tracing import tracer
+from .waves import Observe, Waves, slots
 from .world import Context, Key, ProfileRecord, StoredDeployment, World
 
 log = structlog.get_logger("readiness.reconcile")
@@ -34,6 +44,7 @@ class Outcome:
     skipped: bool = False  # nothing the decision reads changed since the last one
     retry: bool = False
     retry_after: float | None = None
+    pending: bool = False  # waits for a rollout slot: decided again when one frees
     changed: set[Key] = field(default_factory=set)  # profiles whose status this moved
 
 
@@ -50,6 +61,7 @@ class Reconciler:
         guard: FightGuard | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         clock: Callable[[], float] = time.time,
+        waves: Waves | None = None,
     ) -> None:
         self._cluster = cluster
         self._world = world
@@ -57,6 +69,7 @@ class Reconciler:
         self._metrics = metrics
         self._events = events
         self._guard = guard or FightGuard()
+        self._waves = waves or Waves()
         self._monotonic = monotonic
         self._clock = clock
         # The generation our last apply produced, until the watch shows it.
@@ -93,6 +106,7 @@ class Reconciler:
             self._wrote.pop(key, None)
             self._decided.pop(key, None)
             self._guard.forget(key)
+            self._waves.forget_deployment(namespace, name)
             return Outcome(changed=self._board.record(namespace, name, {}))
         if self.stale(namespace, stored) or self.settled(namespace, stored):
             return Outcome(skipped=True)
@@ -115,11 +129,13 @@ class Reconciler:
         owner, ev = judgement.owner, judgement.evaluation
         if owner is not None and ev is not None:
             record, spec = specs[owner]
+            if view.replicas > 0 and rollout_state(view) != "Complete" and written_last_by_us(view):
+                self._waves.adopt((view.namespace, owner), view.name, view.generation)
             if spec.mode == "Enforce" and ev.apply is not None and not ev.problems:
                 targets[owner], decided = await self._enforce(record, view, ev, outcome, spec)
         entries = {name: Entry(specs[name][0].generation, t) for name, t in targets.items()}
         outcome.changed = self._board.record(view.namespace, view.name, entries)
-        if not outcome.retry:
+        if not (outcome.retry or outcome.pending):
             self._decided[(view.namespace, view.name)] = (decided.fingerprint, context)
         return outcome
 
@@ -150,10 +166,20 @@ class Reconciler:
             )
             extra = [Conflict(manager=m, field="spec.template") for m in fighters]
             return target(view, ev, state="Conflicted", message=message, extra=extra), view
+        wave = (view.namespace, record.name)
+        if view.replicas > 0:  # a Deployment scaled to 0 takes no slot
+            budget = slots(spec.rollout.max_concurrent, self._world.matched(view.namespace, record.name))
+            if not self._waves.take(wave, view.name, budget, self.observer(view.namespace)):
+                outcome.pending = True
+                message = (
+                    f"waiting for a rollout slot: {budget} of this profile's Deployments roll out at once"
+                )
+                return target(view, ev, state="Pending", message=message), view
         apply = ev.apply or {}
         try:
             body = await self._cluster.apply_deployment(apply, force=ev.force)
         except ApiError as error:
+            self._waves.started(wave, view.name, None)
             self._metrics.api_errors.labels(str(error.status)).inc()
             if error.conflict:
                 self._metrics.applies.labels("conflict").inc()
@@ -174,6 +200,8 @@ class Reconciler:
         after = DeploymentView.from_body(body)
         if after.generation != view.generation:
             self._wrote[key] = after.generation
+        rolled = after.generation != view.generation and view.replicas > 0
+        self._waves.started(wave, view.name, after.generation if rolled else None)
         outcome.applied = True
         self._board.note_applied(view.namespace, record.name, view.name)
         changed = after.generation != view.generation
@@ -186,6 +214,27 @@ class Reconciler:
                 f"ServiceProfile {record.name} set {', '.join(ev.changes)}",
             )
         return judge(after, {record.name: spec}).targets[record.name], after
+
+    def observer(self, namespace: str) -> Observe:
+        def observe(name: str) -> tuple[int, Rollout] | None:
+            stored = self._world.stored(namespace, name)
+            return None if stored is None else (stored.generation, stored.rollout)
+
+        return observe
+
+    def landed(self, namespace: str, name: str) -> list[str]:
+        """The Deployment's rollout moved (or it went): the waiting Deployments of the profiles
+        it held a slot of that may go now."""
+        woken: list[str] = []
+        specs = self._world.specs(namespace)
+        for wave in self._waves.profiles_flying(name, namespace):
+            flying = self._waves.in_flight(wave, self.observer(namespace))
+            found = specs.get(wave[1])
+            if name in flying or found is None:
+                continue
+            budget = slots(found[1].rollout.max_concurrent, self._world.matched(namespace, wave[1]))
+            woken += self._waves.wake(wave, budget - len(flying))
+        return woken
 
     def _reported(self, record: ProfileRecord, name: str) -> Target | None:
         """The Deployment's last verdict under this profile generation: ours since start-up,

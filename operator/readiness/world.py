@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .engine import DeploymentView, rollout_state
+from .engine import DeploymentView, matches, rollout_state
 from .models import ServiceProfileSpec
 from .models.status import Rollout
 
@@ -106,20 +106,58 @@ class World:
         self._specs: dict[str, dict[str, tuple[ProfileRecord, ServiceProfileSpec]]] = {}
         self._held: dict[str, set[str]] = {}  # new profiles not applied yet, by namespace
         self._contexts: dict[str, Context] = {}
+        # Per namespace: how many Deployments each profile selects, for the context it was counted
+        # under; kept up to date as Deployments come, go and change labels (O(profiles) each).
+        self._counts: dict[str, tuple[Context, dict[str, int]]] = {}
 
     # ---- Deployments ----
     def put_deployment(self, body: Mapping[str, Any]) -> StoredDeployment:
         """Keep the Deployment as an API object ``body`` shows it."""
         stored = StoredDeployment.from_body(body)
         namespace = str((body.get("metadata") or {}).get("namespace", ""))
-        self._deployments.setdefault(namespace, {})[stored.name] = stored
+        store = self._deployments.setdefault(namespace, {})
+        old = store.get(stored.name)
+        store[stored.name] = stored
+        if old is None or old.labels != stored.labels:
+            self._recount(namespace, old.labels if old is not None else None, stored.labels)
         return stored
 
     def remove_deployment(self, namespace: str, name: str) -> None:
         store = self._deployments.get(namespace, {})
-        store.pop(name, None)
+        old = store.pop(name, None)
         if not store:
             self._deployments.pop(namespace, None)
+        if old is not None:
+            self._recount(namespace, old.labels, None)
+
+    def _recount(
+        self, namespace: str, before: Mapping[str, str] | None, after: Mapping[str, str] | None
+    ) -> None:
+        counted = self._counts.get(namespace)
+        if counted is None or counted[0] != self._contexts.get(namespace):
+            self._counts.pop(namespace, None)  # counted afresh when next asked
+            return
+        for name, (_, spec) in self.specs(namespace).items():
+            change = int(after is not None and matches(spec.selector, after)) - int(
+                before is not None and matches(spec.selector, before)
+            )
+            counted[1][name] = counted[1].get(name, 0) + change
+
+    def matched(self, namespace: str, profile: str) -> int:
+        """How many Deployments of the namespace the (valid, live) profile selects."""
+        context = self.context(namespace)
+        counted = self._counts.get(namespace)
+        if counted is None or counted[0] != context:
+            stored = self.deployments(namespace)
+            counted = (
+                context,
+                {
+                    name: sum(1 for d in stored if matches(spec.selector, d.labels))
+                    for name, (_, spec) in self.specs(namespace).items()
+                },
+            )
+            self._counts[namespace] = counted
+        return counted[1].get(profile, 0)
 
     def stored(self, namespace: str, name: str) -> StoredDeployment | None:
         return self._deployments.get(namespace, {}).get(name)

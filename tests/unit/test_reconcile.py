@@ -18,12 +18,14 @@ from readiness.k8s import ApiError, FieldCause
 from readiness.metrics import Metrics
 from readiness.reconcile import Outcome, Reconciler
 from readiness.statuswriter import StatusWriter
+from readiness.waves import slots
 
 NS = "shop"
 PROFILE = {
     "selector": {"matchLabels": {"app": "api"}},
     "probes": {"port": "http", "readiness": {"type": "httpGet", "path": "/ready"}},
     "resources": {"limits": {"memory": "256Mi"}},
+    "rollout": {"maxConcurrent": "100%"},  # the twin's rollouts never complete: no waves here
 }
 
 
@@ -497,3 +499,75 @@ async def test_an_apply_the_apiserver_refuses_is_not_retried_until_something_cha
     twin.add_profile(NS, "p", {**PROFILE, "logging": {"level": "info"}}, generation=2)
     await op.converge()
     assert len(twin.applies) == 2, "a changed profile is tried again"
+
+
+# ---- Waves: at most maxConcurrent Deployments mid-rollout because of a profile ----
+
+
+def finish_rollout(twin: Twin, name: str) -> None:
+    """The Deployment controller and the kubelets did their part: the rollout is complete."""
+    body = twin.deployments[(NS, name)]
+    replicas = body["spec"].get("replicas", 1)
+    body["status"] = {
+        "observedGeneration": body["metadata"]["generation"],
+        "replicas": replicas,
+        "updatedReplicas": replicas,
+        "availableReplicas": replicas,
+        "readyReplicas": replicas,
+    }
+    twin.touch(NS, name)
+
+
+def states(op: Operator) -> dict[str, str]:
+    return {t["name"]: t["state"] for t in op.status()["targets"]}
+
+
+async def test_a_profile_change_goes_out_in_waves(twin: Twin) -> None:
+    for i in range(6):
+        twin.add_deployment(deployment(f"api-{i}"))
+    idle = deployment("api-idle")
+    idle["spec"]["replicas"] = 0
+    twin.add_deployment(idle)
+    twin.add_profile(NS, "p", {**PROFILE, "rollout": {"maxConcurrent": 2}})
+    op = Operator(twin)
+    await op.converge()
+    applied = {name for name, _ in twin.applies}
+    assert applied == {"api-0", "api-1", "api-idle"}, "two slots; a Deployment scaled to 0 takes none"
+    assert [n for n, s in sorted(states(op).items()) if s == "Pending"] == [
+        "api-2",
+        "api-3",
+        "api-4",
+        "api-5",
+    ]
+    assert "rollout slot" in next(t for t in op.status()["targets"] if t["name"] == "api-2")["message"]
+    await op.converge()
+    assert len(twin.applies) == 3, "nothing more while both are in flight"
+
+    finish_rollout(twin, "api-0")
+    assert op.reconciler.landed(NS, "api-0") == ["api-2"], "one slot freed wakes one waiting Deployment"
+    await op.converge()
+    assert {name for name, _ in twin.applies} == {"api-0", "api-1", "api-2", "api-idle"}
+
+    # A restarted operator finds api-1 and api-2 still rolling out (our apply is their last
+    # write): they hold the slots, nothing else starts.
+    restarted = Operator(twin)
+    await restarted.converge()
+    assert len(twin.applies) == 4
+    for name in ("api-1", "api-2"):
+        finish_rollout(twin, name)
+    await restarted.converge()
+    assert len(twin.applies) == 6
+    for name in ("api-3", "api-4"):
+        finish_rollout(twin, name)
+    await restarted.converge()
+    finish_rollout(twin, "api-5")
+    await restarted.converge()
+    assert len(twin.applies) == 7, "each once"
+    assert set(states(restarted).values()) == {"Compliant"}
+
+
+@pytest.mark.parametrize(
+    ("budget", "matched", "slots_"), [("25%", 8, 2), ("25%", 1, 1), ("10%", 11, 2), (3, 2, 3), ("100%", 7, 7)]
+)
+def test_slots(budget: int | str, matched: int, slots_: int) -> None:
+    assert slots(budget, matched) == slots_

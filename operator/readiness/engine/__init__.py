@@ -6,7 +6,7 @@ No framework, no API client, no clock: an import-linter contract keeps it so.
 from .evaluate import Evaluation, evaluate
 from .selector import matches
 from .status import build_status, rollout_state, summarize
-from .verdict import judge, last_writers, last_written, target
+from .verdict import judge, last_writers, last_written, target, written_last_by_us
 from .view import DeploymentView, ManagedEntry
 
 __all__ = [
@@ -22,4 +22,5 @@ __all__ = [
     "rollout_state",
     "summarize",
     "target",
+    "written_last_by_us",
 ]

@@ -102,18 +102,31 @@ def last_writers(view: DeploymentView) -> list[str]:
     return [e.manager for e in spec_writers[:2]]
 
 
-def last_written(view: DeploymentView) -> float | None:
-    """When another manager last wrote the Deployment's spec (seconds since the epoch, from
-    managedFields; whole seconds), or None when nobody else has."""
-    times = [
-        e.time
-        for e in view.managed
-        if e.manager != FIELD_MANAGER and not e.subresource and "f:spec" in e.fields
-    ]
+def _latest(stamps: list[str]) -> float | None:
     parsed = []
-    for stamp in times:
+    for stamp in stamps:
         try:
             parsed.append(datetime.fromisoformat(stamp).timestamp())
         except ValueError:
             continue
     return max(parsed, default=None)
+
+
+def last_written(view: DeploymentView) -> float | None:
+    """When another manager last wrote the Deployment's spec (seconds since the epoch, from
+    managedFields; whole seconds), or None when nobody else has."""
+    return _latest(
+        [
+            e.time
+            for e in view.managed
+            if e.manager != FIELD_MANAGER and not e.subresource and "f:spec" in e.fields
+        ]
+    )
+
+
+def written_last_by_us(view: DeploymentView) -> bool:
+    """True when our apply is the latest write of the Deployment's spec: a rollout under way
+    then is ours (what a restarted operator finds of the waves it had started)."""
+    ours = _latest([e.time for e in view.managed if e.manager == FIELD_MANAGER and e.operation == "Apply"])
+    theirs = last_written(view)
+    return ours is not None and (theirs is None or ours >= theirs)

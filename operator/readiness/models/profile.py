@@ -6,9 +6,10 @@ Every docstring below becomes the field's description in ``kubectl explain``; ev
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints, field_validator
 
 from .base import Model, cel
 
@@ -247,6 +248,45 @@ class Logging(Model):
     """LOG_LEVEL env."""
 
 
+Budget = Annotated[
+    int | str,
+    Field(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "type(self) == int ? int(self) >= 1 : "
+                    "string(self).matches('^[0-9]+%$') && int(string(self).replace('%', '')) >= 1 "
+                    "&& int(string(self).replace('%', '')) <= 100",
+                    "must be a whole number of Deployments (at least 1) or a percentage from 1% to 100%",
+                    message_expression="'must be a whole number of Deployments (at least 1) or a percentage "
+                    "from 1% to 100%, not ' + string(self)",
+                ),
+            ]
+        }
+    ),
+]
+
+
+class Rollout(Model):
+    """How a change of this profile goes out to its Deployments."""
+
+    max_concurrent: Budget = "25%"
+    """How many matched Deployments may be mid-rollout because of this profile at once: a number, or a percentage of the matched Deployments (rounded up, at least 1). Deployments scaled to 0 take no slot."""
+    on_failure: Literal["Revert", "Pause"] = "Revert"
+    """When a rollout this profile started fails (ProgressDeadlineExceeded): Revert puts the Deployment's previous pod template back, Pause leaves it; either way the profile halts until its generation or the Deployment's own template changes."""
+
+    @field_validator("max_concurrent")
+    @classmethod
+    def _budget(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value >= 1:
+            return value
+        if isinstance(value, str) and re.fullmatch(r"[0-9]+%", value) and 1 <= int(value[:-1]) <= 100:
+            return value
+        raise ValueError(
+            f"must be a whole number of Deployments (at least 1) or a percentage from 1% to 100%, not {value}"
+        )
+
+
 class ServiceProfileSpec(Model):
     """How the selected Deployments must run. Every section but selector is optional."""
 
@@ -272,3 +312,5 @@ class ServiceProfileSpec(Model):
     """Runtime tuning derived from limits."""
     logging: Logging | None = None
     """Structured logging settings (LOG_FORMAT, LOG_LEVEL)."""
+    rollout: Rollout = Rollout()
+    """Waves: how many Deployments change at once, and what happens when a rollout fails."""

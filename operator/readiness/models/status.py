@@ -9,7 +9,7 @@ from pydantic import Field
 from .base import Model
 
 ConditionType = Literal["Ready", "Compliant", "Conflicted", "Degraded"]
-TargetState = Literal["Compliant", "Violating", "Conflicted", "Ambiguous", "Invalid", "Error"]
+TargetState = Literal["Compliant", "Violating", "Pending", "Conflicted", "Ambiguous", "Invalid", "Error"]
 Rollout = Literal["Complete", "Progressing", "Failed", "Unknown"]
 
 
@@ -52,7 +52,7 @@ class Target(Model):
     compliant: bool
     """True when the Deployment matches everything the profile declares."""
     state: TargetState
-    """Compliant, Violating, Conflicted, Ambiguous, Invalid or Error."""
+    """Compliant, Violating, Pending (waits for a rollout slot), Conflicted, Ambiguous, Invalid or Error."""
     rollout: Rollout
     """Rollout state from the Deployment's own status."""
     message: str = ""
