@@ -100,6 +100,8 @@ class Twin:
     applies: list[tuple[str, bool]] = field(default_factory=list)
     status_patches: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     events: list[tuple[str, str, str]] = field(default_factory=list)
+    reverts: list[str] = field(default_factory=list)
+    templates: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)  # before each apply
     fail_next: ApiError | None = None
     _rv: int = 100
 
@@ -184,6 +186,7 @@ class Twin:
         meta = live["metadata"]
         if merged["spec"] != live["spec"]:
             meta["generation"] += 1
+            self.templates.setdefault(key, []).append(copy.deepcopy(live["spec"]["template"]))
         changed = merged["spec"] != live["spec"] or not any(
             m["manager"] == "readiness-operator" for m in meta["managedFields"]
         )
@@ -196,6 +199,27 @@ class Twin:
         self.deployments[key] = merged
         self.world.put_deployment(merged)
         return copy.deepcopy(merged)
+
+    async def revert_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """Put back the template the Deployment had before our last apply that changed it."""
+        self.reverts.append(name)
+        live = self.deployments[(namespace, name)]
+        history = self.templates.get((namespace, name), [])
+        if not history:
+            return None
+        live["spec"]["template"] = history.pop()
+        live["metadata"]["generation"] += 1
+        live["metadata"]["managedFields"].append(
+            {
+                "manager": "readiness-operator-revert",
+                "operation": "Update",
+                "fieldsV1": {"f:spec": {}},
+                "time": _now(),
+            }
+        )
+        live["metadata"]["resourceVersion"] = self._next_rv()
+        self.world.put_deployment(live)
+        return copy.deepcopy(live)
 
     async def patch_profile_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         self.status_patches.append((name, dict(status)))

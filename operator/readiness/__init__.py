@@ -12,3 +12,6 @@ API_VERSION = "v1alpha1"
 KIND = "ServiceProfile"
 PLURAL = "serviceprofiles"
 FIELD_MANAGER = "readiness-operator"
+# Puts a failed rollout's previous pod template back; another manager, so the fields it restores
+# stay the team's in every later decision.
+REVERT_MANAGER = "readiness-operator-revert"

@@ -44,6 +44,12 @@ class Metrics:
             "readiness_api_errors", "Failed API calls by HTTP status code.", ["code"], registry=r
         )
         self.status_writes = Counter("readiness_status_writes", "ServiceProfile status patches.", registry=r)
+        self.rollouts = Counter(
+            "readiness_rollouts",
+            "Rollouts a profile started, and how they ended: started, completed, failed, reverted.",
+            ["namespace", "profile", "result"],
+            registry=r,
+        )
         self.apiserver_up = Gauge(
             "readiness_apiserver_up",
             "1 when the last readiness check reached the apiserver, 0 when it could not.",

@@ -32,7 +32,7 @@ from .metrics import Metrics
 from .models import Conflict, ServiceProfileSpec, Target
 from .models.status import Rollout, TargetState
 from .tracing import tracer
-from .waves import Observe, Waves, slots
+from .waves import Failure, Observe, Waves, slots
 from .world import Context, Key, ProfileRecord, StoredDeployment, World
 
 log = structlog.get_logger("readiness.reconcile")
@@ -70,6 +70,7 @@ class Reconciler:
         self._events = events
         self._guard = guard or FightGuard()
         self._waves = waves or Waves()
+        self._recalled: set[tuple[Key, int]] = set()  # profile generations whose halt was looked up
         self._monotonic = monotonic
         self._clock = clock
         # The generation our last apply produced, until the watch shows it.
@@ -93,6 +94,8 @@ class Reconciler:
     def settled(self, namespace: str, stored: StoredDeployment) -> bool:
         """True when nothing the decision reads has changed since the last one."""
         key = (namespace, stored.name)
+        if stored.rollout == "Failed" and self._waves.profiles_flying(stored.name, namespace):
+            return False  # a rollout we started failed: only the rollout column says so
         return self._decided.get(key) == (stored.fingerprint, self._world.context(namespace))
 
     def forget_decisions(self) -> None:
@@ -129,9 +132,29 @@ class Reconciler:
         owner, ev = judgement.owner, judgement.evaluation
         if owner is not None and ev is not None:
             record, spec = specs[owner]
-            if view.replicas > 0 and rollout_state(view) != "Complete" and written_last_by_us(view):
-                self._waves.adopt((view.namespace, owner), view.name, view.generation)
-            if spec.mode == "Enforce" and ev.apply is not None and not ev.problems:
+            wave = (view.namespace, owner)
+            rollout = rollout_state(view)
+            # A restart finds what our last apply started: in flight, or failed under this very
+            # profile generation (an older generation's failure is not this one's).
+            unfinished = rollout in ("Progressing", "Unknown") or (
+                rollout == "Failed" and self._reported_generation(record) == record.generation
+            )
+            if view.replicas > 0 and unfinished and written_last_by_us(view):
+                self._waves.adopt(wave, view.name, view.generation)
+            self._recall_halt(record)
+            halted = self._waves.halted(wave, record.generation, self.observer(view.namespace))
+            if halted is not None and view.name in halted:
+                failure = halted[view.name]
+                targets[owner] = target(view, ev, state=failure.state, message=failure.message)
+            elif rollout == "Failed" and self._waves.flying(wave, view.name):
+                targets[owner], decided = await self._failed(record, view, ev, outcome, spec)
+            elif halted is not None and spec.mode == "Enforce" and ev.apply is not None and not ev.problems:
+                outcome.pending = True  # decided again when the halt ends
+                message = (
+                    f"halted: the rollout of {', '.join(sorted(halted))} failed; fix the profile to go on"
+                )
+                targets[owner] = target(view, ev, state="Pending", message=message)
+            elif spec.mode == "Enforce" and ev.apply is not None and not ev.problems:
                 targets[owner], decided = await self._enforce(record, view, ev, outcome, spec)
         entries = {name: Entry(specs[name][0].generation, t) for name, t in targets.items()}
         outcome.changed = self._board.record(view.namespace, view.name, entries)
@@ -202,6 +225,8 @@ class Reconciler:
             self._wrote[key] = after.generation
         rolled = after.generation != view.generation and view.replicas > 0
         self._waves.started(wave, view.name, after.generation if rolled else None)
+        if rolled:
+            self._metrics.rollouts.labels(view.namespace, record.name, "started").inc()
         outcome.applied = True
         self._board.note_applied(view.namespace, record.name, view.name)
         changed = after.generation != view.generation
@@ -214,6 +239,79 @@ class Reconciler:
                 f"ServiceProfile {record.name} set {', '.join(ev.changes)}",
             )
         return judge(after, {record.name: spec}).targets[record.name], after
+
+    async def _failed(
+        self,
+        record: ProfileRecord,
+        view: DeploymentView,
+        ev: Evaluation,
+        outcome: Outcome,
+        spec: ServiceProfileSpec,
+    ) -> tuple[Target, DeploymentView]:
+        """A rollout this profile started failed: halt the profile, and put the Deployment's
+        previous pod template back (Revert) or leave it (Pause)."""
+        wave = (view.namespace, record.name)
+        why = (
+            "its new pods did not become available within progressDeadlineSeconds (ProgressDeadlineExceeded)"
+        )
+        ref = ObjectRef("apps/v1", "Deployment", view.namespace, view.name, view.uid)
+        self._metrics.rollouts.labels(view.namespace, record.name, "failed").inc()
+        after = view
+        if spec.rollout.on_failure == "Revert":
+            try:
+                body = await self._cluster.revert_deployment(view.namespace, view.name)
+            except ApiError as error:
+                self._metrics.api_errors.labels(str(error.status)).inc()
+                outcome.retry, outcome.retry_after = True, error.retry_after
+                return target(
+                    view, ev, state="Error", message=f"the rollout failed and putting it back failed: {error}"
+                ), view
+            if body is not None:
+                after = DeploymentView.from_body(body)
+                self._wrote[(view.namespace, view.name)] = after.generation
+                self._metrics.rollouts.labels(view.namespace, record.name, "reverted").inc()
+            failure = Failure(
+                after.generation,
+                "RolledBack",
+                f"rollout failed: {why}; the previous pod template is back"
+                if body is not None
+                else f"rollout failed: {why}; there was no earlier revision to put back",
+            )
+        else:
+            failure = Failure(
+                view.generation, "RolloutFailed", f"rollout failed: {why}; left as it is (onFailure: Pause)"
+            )
+        self._waves.halt(wave, record.generation, view.name, failure)
+        log.warning(
+            "rollout_failed",
+            namespace=view.namespace,
+            deployment=view.name,
+            profile=record.name,
+            state=failure.state,
+        )
+        self._events.post(ref, "Warning", failure.state, f"ServiceProfile {record.name}: {failure.message}")
+        return target(view, ev, state=failure.state, message=failure.message), after
+
+    def _reported_generation(self, record: ProfileRecord) -> int:
+        latest = self._world.profile(record.namespace, record.name)
+        return int((latest.status if latest is not None else {}).get("observedGeneration") or 0)
+
+    def _recall_halt(self, record: ProfileRecord) -> None:
+        """A restarted operator finds the profile halted in its status: it stays halted."""
+        wave = (record.namespace, record.name)
+        if (wave, record.generation) in self._recalled:
+            return
+        self._recalled.add((wave, record.generation))
+        latest = self._world.profile(record.namespace, record.name)
+        status = latest.status if latest is not None else {}
+        if status.get("observedGeneration") != record.generation:
+            return
+        for item in status.get("targets") or ():
+            if isinstance(item, dict) and item.get("state") in ("RolloutFailed", "RolledBack"):
+                stored = self._world.stored(record.namespace, str(item.get("name")))
+                if stored is not None:
+                    failure = Failure(stored.generation, item["state"], str(item.get("message", "")))
+                    self._waves.halt(wave, record.generation, stored.name, failure)
 
     def observer(self, namespace: str) -> Observe:
         def observe(name: str) -> tuple[int, Rollout] | None:
@@ -232,6 +330,8 @@ class Reconciler:
             found = specs.get(wave[1])
             if name in flying or found is None:
                 continue
+            if self._world.stored(namespace, name) is not None:
+                self._metrics.rollouts.labels(namespace, wave[1], "completed").inc()
             budget = slots(found[1].rollout.max_concurrent, self._world.matched(namespace, wave[1]))
             woken += self._waves.wake(wave, budget - len(flying))
         return woken

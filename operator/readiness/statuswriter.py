@@ -28,7 +28,7 @@ log = structlog.get_logger("readiness.status")
 # How many Deployments the profile's Applied event names before it counts the rest.
 NAMED_IN_EVENT = 20
 # Target states a person must act on: each is announced with a Warning event.
-WARNINGS = ("Conflicted", "Ambiguous", "Invalid")
+WARNINGS = ("Conflicted", "Ambiguous", "Invalid", "RolloutFailed", "RolledBack")
 
 
 def _now() -> str:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
 
 from .models.status import Rollout
 from .world import Key
@@ -28,11 +30,47 @@ def slots(budget: Budget, matched: int) -> int:
     return max(1, int(budget))
 
 
+@dataclass(frozen=True)
+class Failure:
+    """How a failed rollout ended: the Deployment's generation after it (a later one means its
+    own template changed since), its target state and what to tell people."""
+
+    generation: int
+    state: Literal["RolloutFailed", "RolledBack"]
+    message: str
+
+
 class Waves:
     def __init__(self) -> None:
         # Profile -> Deployment -> the generation our apply produced (0 while the apply is on its way).
         self._flying: dict[Key, dict[str, int]] = {}
         self._waiting: dict[Key, set[str]] = {}
+        # Profile -> (its generation, failed Deployment -> how it ended).
+        self._halted: dict[Key, tuple[int, dict[str, Failure]]] = {}
+
+    def halt(self, profile: Key, generation: int, deployment: str, failure: Failure) -> None:
+        """A rollout this profile generation started failed: no further Deployment changes."""
+        held, failed = self._halted.get(profile, (generation, {}))
+        if held != generation:
+            failed = {}
+        failed[deployment] = failure
+        self._halted[profile] = (generation, failed)
+        self._flying.get(profile, {}).pop(deployment, None)
+
+    def halted(self, profile: Key, generation: int, observe: Observe) -> dict[str, Failure] | None:
+        """The failed Deployments when the profile is halted at ``generation``, else None. The
+        halt ends with a new profile generation, or when a failed Deployment's own template
+        changed since (someone fixed it): then the waves start again."""
+        held = self._halted.get(profile)
+        if held is None:
+            return None
+        if held[0] != generation or any(
+            (seen := observe(name)) is not None and seen[0] > failure.generation
+            for name, failure in held[1].items()
+        ):
+            del self._halted[profile]
+            return None
+        return dict(held[1])
 
     def in_flight(self, profile: Key, observe: Observe) -> dict[str, int]:
         """The profile's Deployments in flight; those whose rollout of our generation completed
@@ -92,3 +130,4 @@ class Waves:
     def forget_profile(self, profile: Key) -> None:
         self._flying.pop(profile, None)
         self._waiting.pop(profile, None)
+        self._halted.pop(profile, None)

@@ -86,6 +86,7 @@ def test_the_service_account_may_do_what_the_operator_does_and_nothing_more(kube
     for verb, resource, *extra in (
         ("patch", "deployments.apps", "-n", "shop"),
         ("watch", "deployments.apps", "-A"),
+        ("list", "replicasets.apps", "-n", "shop"),
         ("watch", "serviceprofiles.readiness.dev", "-A"),
         ("patch", "serviceprofiles.readiness.dev", "--subresource=status", "-n", "shop"),
         ("create", "events", "-n", "shop"),
@@ -104,6 +105,8 @@ def test_the_service_account_may_do_what_the_operator_does_and_nothing_more(kube
         ("delete", "deployments.apps", "-n", "shop"),
         ("create", "deployments.apps", "-n", "shop"),
         ("update", "deployments.apps", "-n", "shop"),
+        ("patch", "replicasets.apps", "-n", "shop"),
+        ("delete", "replicasets.apps", "-n", "shop"),
         ("patch", "serviceprofiles.readiness.dev", "-n", "shop"),
         ("delete", "serviceprofiles.readiness.dev", "-n", "shop"),
         ("delete", "namespaces"),

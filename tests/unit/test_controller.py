@@ -88,7 +88,7 @@ async def test_a_profile_fans_out_and_applies_run_concurrently_but_never_twice_f
     assert twin.overlapping == 0
     assert 1 < twin.most_in_flight <= 8
     status = twin.profiles[(NS, "p")].status
-    assert status["summary"] == {"matched": 40, "compliant": 40, "score": 100}
+    assert status["summary"] == {"matched": 40, "compliant": 40, "score": 100, "rollingOut": 40}
     assert len(twin.status_patches) <= 3, "throttled, not one write per Deployment"
 
 

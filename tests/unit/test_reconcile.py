@@ -106,7 +106,9 @@ async def test_one_apply_then_nothing(twin: Twin) -> None:
     first = await op.converge()
     assert [o.applied for o in first] == [True]
     assert twin.deployments[(NS, "api")]["metadata"]["generation"] == 2
-    assert op.status()["summary"] == {"matched": 1, "compliant": 1, "score": 100}
+    assert op.status()["summary"] == {"matched": 1, "compliant": 1, "score": 100, "rollingOut": 1}, (
+        "the twin never finishes a rollout"
+    )
     assert sorted((e[0], e[2]) for e in twin.events) == [("api", "ProfileApplied"), ("p", "Applied")]
 
     second = await op.converge()
@@ -346,7 +348,7 @@ async def test_status_waits_for_undecided_deployments(twin: Twin) -> None:
     assert twin.status_patches == []
     await op.reconciler.reconcile(NS, "b")
     assert not await op.writer.flush(NS, "p")
-    assert op.status()["summary"] == {"matched": 2, "compliant": 2, "score": 100}
+    assert op.status()["summary"] == {"matched": 2, "compliant": 2, "score": 100, "rollingOut": 2}
     assert len(twin.status_patches) == 1
 
 
@@ -571,3 +573,62 @@ async def test_a_profile_change_goes_out_in_waves(twin: Twin) -> None:
 )
 def test_slots(budget: int | str, matched: int, slots_: int) -> None:
     assert slots(budget, matched) == slots_
+
+
+def fail_rollout(twin: Twin, name: str) -> None:
+    """The Deployment controller gives up: ProgressDeadlineExceeded on our generation."""
+    body = twin.deployments[(NS, name)]
+    body["status"] = {
+        "observedGeneration": body["metadata"]["generation"],
+        "replicas": 2,
+        "updatedReplicas": 1,
+        "availableReplicas": 1,
+        "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}],
+    }
+    twin.touch(NS, name)
+
+
+def condition_of(op: Operator, type_: str) -> dict[str, Any]:
+    return next(c for c in op.status()["conditions"] if c["type"] == type_)
+
+
+@pytest.mark.parametrize("on_failure", ["Revert", "Pause"])
+async def test_a_failed_rollout_halts_the_profile_and_is_put_back(twin: Twin, on_failure: str) -> None:
+    for i in range(3):
+        twin.add_deployment(deployment(f"api-{i}"))
+    spec = {**PROFILE, "rollout": {"maxConcurrent": 1, "onFailure": on_failure}}
+    twin.add_profile(NS, "p", spec)
+    op = Operator(twin)
+    await op.converge()
+    assert [n for n, _ in twin.applies] == ["api-0"]
+    before = copy.deepcopy(twin.templates[(NS, "api-0")][-1])
+
+    fail_rollout(twin, "api-0")
+    await op.converge()
+    expected = "RolledBack" if on_failure == "Revert" else "RolloutFailed"
+    assert states(op) == {"api-0": expected, "api-1": "Pending", "api-2": "Pending"}
+    assert twin.reverts == (["api-0"] if on_failure == "Revert" else [])
+    if on_failure == "Revert":
+        assert twin.deployments[(NS, "api-0")]["spec"]["template"] == before, "the previous template is back"
+    progressing = condition_of(op, "Progressing")
+    assert (progressing["status"], progressing["reason"]) == ("False", "RolloutFailed")
+    assert "api-0" in progressing["message"]
+    sample = {"namespace": NS, "profile": "p", "result": "failed"}
+    assert op.metrics.registry.get_sample_value("readiness_rollouts_total", sample) == 1
+
+    # Nothing more for this generation, not after a resync, not after a restart.
+    op.reconciler.forget_decisions()
+    await op.converge()
+    restarted = Operator(twin)
+    await restarted.converge()
+    assert [n for n, _ in twin.applies] == ["api-0"]
+    assert len(twin.reverts) == (1 if on_failure == "Revert" else 0), "put back once"
+    assert states(restarted)["api-0"] == expected
+
+    # A person fixes the profile: the waves start again.
+    twin.add_profile(
+        NS, "p", {**spec, "probes": {"port": "http", "readiness": {"path": "/ok"}}}, generation=2
+    )
+    await restarted.converge()
+    assert len(twin.applies) == 2
+    assert condition_of(restarted, "Progressing")["status"] == "True"

@@ -13,7 +13,7 @@ from readiness.models.status import Rollout, TargetState
 
 T0 = "2025-01-01T00:00:00Z"
 T1 = "2025-01-01T00:05:00Z"
-ORDER = ["Ready", "Compliant", "Conflicted", "Degraded"]
+ORDER = ["Ready", "Compliant", "Conflicted", "Degraded", "Progressing"]
 
 
 def target(name: str, state: TargetState = "Compliant", message: str = "") -> Target:
@@ -134,7 +134,8 @@ def test_conditions(
 ) -> None:
     status = status_of(targets, degraded=degraded)
     assert [c.type for c in status.conditions] == ORDER
-    assert conditions(status) == expected
+    assert {t: c for t, c in conditions(status).items() if t != "Progressing"} == expected
+    assert conditions(status)["Progressing"] == ("True", "RolledOut"), "no waves, no halt"
     assert {c.observed_generation for c in status.conditions} == {4}
     assert status.observed_generation == 4
 
@@ -167,7 +168,11 @@ def test_long_messages_are_cut_after_five_targets() -> None:
 )
 def test_summary(matched: int, compliant: int, score: int) -> None:
     targets = [target(f"d{i}", "Compliant" if i < compliant else "Violating") for i in range(matched)]
-    assert summarize(targets).model_dump() == {"matched": matched, "compliant": compliant, "score": score}
+    assert summarize(targets).model_dump(exclude_none=True) == {
+        "matched": matched,
+        "compliant": compliant,
+        "score": score,
+    }
     assert status_of(targets).summary == summarize(targets)
 
 
@@ -224,38 +229,74 @@ def previous(**statuses: str) -> list[Condition]:
     [
         # Nothing flips: every lastTransitionTime stays, even though reasons/messages change.
         (
-            {"Ready": "True", "Compliant": "True", "Conflicted": "False", "Degraded": "False"},
+            {
+                "Ready": "True",
+                "Compliant": "True",
+                "Conflicted": "False",
+                "Degraded": "False",
+                "Progressing": "True",
+            },
             [target("a")],
             set(),
         ),
         (
-            {"Ready": "True", "Compliant": "False", "Conflicted": "False", "Degraded": "False"},
+            {
+                "Ready": "True",
+                "Compliant": "False",
+                "Conflicted": "False",
+                "Degraded": "False",
+                "Progressing": "True",
+            },
             [target("a", "Violating"), target("b", "Violating")],
             set(),
         ),
         # Compliant flips False -> True.
         (
-            {"Ready": "True", "Compliant": "False", "Conflicted": "False", "Degraded": "False"},
+            {
+                "Ready": "True",
+                "Compliant": "False",
+                "Conflicted": "False",
+                "Degraded": "False",
+                "Progressing": "True",
+            },
             [target("a")],
             {"Compliant"},
         ),
         # A conflict appears: Compliant and Conflicted flip.
         (
-            {"Ready": "True", "Compliant": "True", "Conflicted": "False", "Degraded": "False"},
+            {
+                "Ready": "True",
+                "Compliant": "True",
+                "Conflicted": "False",
+                "Degraded": "False",
+                "Progressing": "True",
+            },
             [target("a", "Conflicted")],
             {"Compliant", "Conflicted"},
         ),
         # An invalid reference: Ready and Degraded flip too.
         (
-            {"Ready": "True", "Compliant": "True", "Conflicted": "False", "Degraded": "False"},
+            {
+                "Ready": "True",
+                "Compliant": "True",
+                "Conflicted": "False",
+                "Degraded": "False",
+                "Progressing": "True",
+            },
             [target("a", "Invalid")],
             {"Ready", "Compliant", "Degraded"},
         ),
         # No previous status at all: every condition starts now.
-        ({}, [target("a")], {"Ready", "Compliant", "Conflicted", "Degraded"}),
+        ({}, [target("a")], {"Ready", "Compliant", "Conflicted", "Degraded", "Progressing"}),
         # Unknown -> True is a flip.
         (
-            {"Ready": "Unknown", "Compliant": "True", "Conflicted": "False", "Degraded": "False"},
+            {
+                "Ready": "Unknown",
+                "Compliant": "True",
+                "Conflicted": "False",
+                "Degraded": "False",
+                "Progressing": "True",
+            },
             [target("a")],
             {"Ready"},
         ),
@@ -340,3 +381,23 @@ DONE = {
 )
 def test_rollout_state(kwargs: dict[str, Any], state: Rollout) -> None:
     assert rollout_state(deployment(**kwargs)) == state
+
+
+@pytest.mark.parametrize(
+    ("states", "expected", "summary"),
+    [
+        (["Compliant", "Pending", "Pending"], ("True", "RollingOut"), {"pending": 2}),
+        (["Compliant", "RolledBack", "Pending"], ("False", "RolloutFailed"), {"pending": 1, "rolledBack": 1}),
+        (["RolloutFailed"], ("False", "RolloutFailed"), {"failed": 1}),
+    ],
+)
+def test_waves_and_halts_show_as_progressing(
+    states: list[TargetState], expected: tuple[str, str], summary: dict[str, int]
+) -> None:
+    status = status_of([target(f"d{i}", state) for i, state in enumerate(states)])
+    assert conditions(status)["Progressing"] == expected
+    dumped = status.summary.model_dump(by_alias=True, exclude_none=True)
+    assert {k: v for k, v in dumped.items() if k not in ("matched", "compliant", "score")} == summary
+    if expected[1] == "RolloutFailed":
+        message = next(c.message for c in status.conditions if c.type == "Progressing")
+        assert message.startswith("halted: d")

@@ -31,7 +31,19 @@ def summarize(targets: Sequence[Target]) -> Summary:
     compliant = sum(1 for t in targets if t.compliant)
     # Rounded (2 of 3 is 67, as in the contract), but 100 only when every target is compliant.
     score = 0 if matched == 0 else min(round(compliant * 100 / matched), 100 if compliant == matched else 99)
-    return Summary(matched=matched, compliant=compliant, score=score)
+
+    def count(state: str) -> int | None:
+        return sum(1 for t in targets if t.state == state) or None
+
+    return Summary(
+        matched=matched,
+        compliant=compliant,
+        score=score,
+        pending=count("Pending"),
+        rolling_out=sum(1 for t in targets if t.rollout == "Progressing") or None,
+        failed=count("RolloutFailed"),
+        rolled_back=count("RolledBack"),
+    )
 
 
 def set_condition(
@@ -130,13 +142,28 @@ def build_status(
         )
     else:
         degraded_cond = cond("Degraded", False, "AsExpected", "profile applies to every matched Deployment")
+    failed = [t for t in ordered if t.state in ("RolloutFailed", "RolledBack")]
+    if failed:
+        progressing = cond(
+            "Progressing",
+            False,
+            "RolloutFailed",
+            "halted: " + "; ".join(f"{t.name}: {t.message}" for t in failed[:5]) + "; nothing more changes "
+            "until the profile (or a failed Deployment's own template) changes",
+        )
+    elif pending := [t for t in ordered if t.state == "Pending"]:
+        progressing = cond(
+            "Progressing", True, "RollingOut", f"{len(pending)} Deployments wait for a rollout slot"
+        )
+    else:
+        progressing = cond("Progressing", True, "RolledOut", "no Deployment waits for this profile")
     if degraded_cond.status == "True":
         ready = cond("Ready", False, degraded_cond.reason, degraded_cond.message)
     else:
         ready = cond("Ready", True, "Reconciled", "profile reconciled")
     return ServiceProfileStatus(
         observed_generation=generation,
-        conditions=[ready, compliant, conflicted_cond, degraded_cond],
+        conditions=[ready, compliant, conflicted_cond, degraded_cond, progressing],
         summary=summary,
         targets=(listed := _listed(ordered)),
         targets_omitted=len(ordered) - len(listed),

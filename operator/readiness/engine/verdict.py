@@ -129,4 +129,4 @@ def written_last_by_us(view: DeploymentView) -> bool:
     then is ours (what a restarted operator finds of the waves it had started)."""
     ours = _latest([e.time for e in view.managed if e.manager == FIELD_MANAGER and e.operation == "Apply"])
     theirs = last_written(view)
-    return ours is not None and (theirs is None or ours >= theirs)
+    return ours is not None and (theirs is None or ours > theirs)

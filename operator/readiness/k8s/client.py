@@ -21,7 +21,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
-from .. import API_GROUP, API_VERSION, FIELD_MANAGER, PLURAL
+from .. import API_GROUP, API_VERSION, FIELD_MANAGER, PLURAL, REVERT_MANAGER
 from ..tracing import tracer
 from .errors import ApiError, FieldCause
 
@@ -46,6 +46,8 @@ class Cluster(Protocol):
 
     async def patch_profile_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None: ...
 
+    async def revert_deployment(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
     async def post_event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None: ...
 
 
@@ -62,6 +64,9 @@ def load_api_client(connections: int = 10) -> k8s.ApiClient:
         k8s_config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     configuration.connection_pool_maxsize = connections
     return k8s.ApiClient(configuration)
+
+
+REVISION = "deployment.kubernetes.io/revision"
 
 
 def _body(response: Any) -> Any:
@@ -170,6 +175,59 @@ class KubernetesCluster:
             return result
 
         return await self._call(call, "apply_deployment")
+
+    async def revert_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """Put back the pod template of the Deployment's previous revision (what `kubectl rollout
+        undo` does), so its old ReplicaSet serves again. None when there is no earlier revision."""
+
+        def call() -> dict[str, Any] | None:
+            live = _body(self._apps.read_namespaced_deployment(name, namespace, _preload_content=False))
+            revision = int((live["metadata"].get("annotations") or {}).get(REVISION, "0") or 0)
+            selector = ",".join(
+                f"{k}={v}" for k, v in (live["spec"]["selector"].get("matchLabels") or {}).items()
+            )
+            sets = _body(
+                self._apps.list_namespaced_replica_set(
+                    namespace, label_selector=selector, _preload_content=False
+                )
+            )["items"]
+            owned = [
+                rs
+                for rs in sets
+                if any(
+                    o.get("uid") == live["metadata"]["uid"]
+                    for o in rs["metadata"].get("ownerReferences") or []
+                )
+                and 0 < int((rs["metadata"].get("annotations") or {}).get(REVISION, "0") or 0) < revision
+            ]
+            if not owned:
+                return None
+            previous = max(owned, key=lambda rs: int(rs["metadata"]["annotations"][REVISION]))
+            template = dict(previous["spec"]["template"])
+            labels = dict((template.get("metadata") or {}).get("labels") or {})
+            labels.pop("pod-template-hash", None)
+            template["metadata"] = {**(template.get("metadata") or {}), "labels": labels}
+            patch = [
+                {
+                    "op": "test",
+                    "path": "/metadata/resourceVersion",
+                    "value": live["metadata"]["resourceVersion"],
+                },
+                {"op": "replace", "path": "/spec/template", "value": template},
+            ]
+            response = self._apps.patch_namespaced_deployment(
+                name,
+                namespace,
+                patch,
+                field_manager=REVERT_MANAGER,
+                _content_type="application/json-patch+json",
+                _preload_content=False,
+                _request_timeout=self._timeout,
+            )
+            result: dict[str, Any] = _body(response)
+            return result
+
+        return await self._call(call, "revert_deployment")
 
     async def patch_profile_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         def call() -> None:

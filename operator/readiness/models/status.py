@@ -8,8 +8,18 @@ from pydantic import Field
 
 from .base import Model
 
-ConditionType = Literal["Ready", "Compliant", "Conflicted", "Degraded"]
-TargetState = Literal["Compliant", "Violating", "Pending", "Conflicted", "Ambiguous", "Invalid", "Error"]
+ConditionType = Literal["Ready", "Compliant", "Conflicted", "Degraded", "Progressing"]
+TargetState = Literal[
+    "Compliant",
+    "Violating",
+    "Pending",
+    "Conflicted",
+    "Ambiguous",
+    "Invalid",
+    "Error",
+    "RolloutFailed",
+    "RolledBack",
+]
 Rollout = Literal["Complete", "Progressing", "Failed", "Unknown"]
 
 
@@ -17,7 +27,7 @@ class Condition(Model):
     """metav1.Condition."""
 
     type: ConditionType
-    """Ready, Compliant, Conflicted or Degraded."""
+    """Ready, Compliant, Conflicted, Degraded or Progressing."""
     status: Literal["True", "False", "Unknown"]
     """Whether the condition holds."""
     reason: str = Field(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$", max_length=1024)
@@ -52,7 +62,7 @@ class Target(Model):
     compliant: bool
     """True when the Deployment matches everything the profile declares."""
     state: TargetState
-    """Compliant, Violating, Pending (waits for a rollout slot), Conflicted, Ambiguous, Invalid or Error."""
+    """Compliant, Violating, Pending (waits for a rollout slot, or the profile is halted), Conflicted, Ambiguous, Invalid, Error, RolloutFailed (our rollout failed, left as it is) or RolledBack (our rollout failed, the previous pod template is back)."""
     rollout: Rollout
     """Rollout state from the Deployment's own status."""
     message: str = ""
@@ -70,6 +80,14 @@ class Summary(Model):
     """Of those, how many are compliant."""
     score: int = Field(default=0, ge=0, le=100)
     """compliant / matched as a percentage (0 when nothing matches: silence is not success)."""
+    pending: int | None = None
+    """Waiting for a rollout slot or held by a halt (left out when none)."""
+    rolling_out: int | None = None
+    """Whose rollout is under way (left out when none)."""
+    failed: int | None = None
+    """Whose rollout failed and was left as it is (onFailure: Pause; left out when none)."""
+    rolled_back: int | None = None
+    """Whose rollout failed and was put back (onFailure: Revert; left out when none)."""
 
 
 class ServiceProfileStatus(Model):
