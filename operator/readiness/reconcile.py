@@ -134,11 +134,12 @@ class Reconciler:
             record, spec = specs[owner]
             wave = (view.namespace, owner)
             rollout = rollout_state(view)
-            # A restart finds what our last apply started: in flight, or failed under this very
-            # profile generation (an older generation's failure is not this one's).
-            unfinished = rollout in ("Progressing", "Unknown") or (
-                rollout == "Failed" and self._reported_generation(record) == record.generation
-            )
+            # A restart finds what our last apply started: in flight, or failed since this profile
+            # generation last reported it in flight (an older failure is not this generation's).
+            unfinished = rollout in ("Progressing", "Unknown")
+            if rollout == "Failed" and not unfinished:
+                prior = self._reported(record, view.name)
+                unfinished = prior is not None and prior.rollout == "Progressing"
             if view.replicas > 0 and unfinished and written_last_by_us(view):
                 self._waves.adopt(wave, view.name, view.generation)
             self._recall_halt(record)
@@ -193,6 +194,9 @@ class Reconciler:
         if view.replicas > 0:  # a Deployment scaled to 0 takes no slot
             budget = slots(spec.rollout.max_concurrent, self._world.matched(view.namespace, record.name))
             if not self._waves.take(wave, view.name, budget, self.observer(view.namespace)):
+                log.debug(
+                    "waiting_for_slot", namespace=view.namespace, deployment=view.name, profile=record.name
+                )
                 outcome.pending = True
                 message = (
                     f"waiting for a rollout slot: {budget} of this profile's Deployments roll out at once"
@@ -291,10 +295,6 @@ class Reconciler:
         )
         self._events.post(ref, "Warning", failure.state, f"ServiceProfile {record.name}: {failure.message}")
         return target(view, ev, state=failure.state, message=failure.message), after
-
-    def _reported_generation(self, record: ProfileRecord) -> int:
-        latest = self._world.profile(record.namespace, record.name)
-        return int((latest.status if latest is not None else {}).get("observedGeneration") or 0)
 
     def _recall_halt(self, record: ProfileRecord) -> None:
         """A restarted operator finds the profile halted in its status: it stays halted."""

@@ -167,13 +167,19 @@ def ensure_binaries(log: bool = True) -> dict[str, Path]:
     return paths
 
 
+# Pods probed on this readiness path never become ready: an app that does not serve what a
+# profile asks, so that rollouts can fail for real in the tests (ProgressDeadlineExceeded).
+NEVER_READY_PATH = "/not-served"
+
+
 def _kwok_stages(component: Component, target: Path) -> Path:
-    """kwok's own "fast" stages (nodes Ready, pods Running/Ready), read from its pinned module.
+    """kwok's own "fast" stages (nodes Ready, pods Running/Ready), read from its pinned module,
+    with one change: pods probed on NEVER_READY_PATH are left out of "pod-ready".
 
     kwok v0.8 run out of cluster refuses to start without stages; they ship as YAML in its
     module, so they are taken from there rather than kept as a copy in this repository.
     """
-    out = target / "stages.yaml"
+    out = target / "stages-never-ready.yaml"
     if out.is_file():
         return out
     info = subprocess.run(
@@ -184,8 +190,16 @@ def _kwok_stages(component: Component, target: Path) -> Path:
         check=True,
     )
     root = Path(json.loads(info.stdout)["Dir"]) / "kustomize" / "stage"
-    documents = [path.read_text() for path in _kustomize_resources(root / "fast")]
-    out.write_text("\n---\n".join(doc.strip() for doc in documents) + "\n")
+    documents = [yaml.safe_load(path.read_text()) for path in _kustomize_resources(root / "fast")]
+    for stage in documents:
+        if stage["metadata"]["name"] == "pod-ready":
+            stage["spec"]["selector"]["matchExpressions"].append(
+                {
+                    "key": f'.spec.containers.[] | select(.readinessProbe.httpGet.path == "{NEVER_READY_PATH}") | .name',
+                    "operator": "DoesNotExist",
+                }
+            )
+    out.write_text(yaml.safe_dump_all(documents, sort_keys=False))
     return out
 
 

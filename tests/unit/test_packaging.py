@@ -241,6 +241,7 @@ def test_disruption_budget_and_metrics_service_select_the_operator_pods() -> Non
 # Exactly what the operator and kopf call (see k8s/client.py, handlers/, app.py).
 GRANTS = {
     ("apps", "deployments"): {"get", "list", "watch", "patch"},
+    ("apps", "replicasets"): {"get", "list"},  # a failed rollout put back to its previous template
     ("readiness.dev", "serviceprofiles"): {"get", "list", "watch"},
     ("readiness.dev", "serviceprofiles/status"): {"get", "patch"},
     ("", "events"): {"create", "patch"},

@@ -446,7 +446,7 @@ def test_the_packed_deployment_is_the_same_view_and_fingerprint() -> None:
         {"manager": "kcm", "operation": "Update", "subresource": "status", "fieldsV1": {"f:status": {}}},
     ]
     body["status"] = {
-        "observedGeneration": 2,
+        "observedGeneration": 3,
         "replicas": 1,
         "conditions": [
             {

@@ -11,7 +11,19 @@ from .. import FIELD_MANAGER
 from ..models.profile import ServiceProfileSpec
 from ..models.status import Conflict, Violation
 from .desired import Fragment, plan
-from .fields import POD_SPEC, FieldPath, build, human, is_missing, live_document, lookup, ours, owned, owners
+from .fields import (
+    POD_SPEC,
+    FieldPath,
+    build,
+    human,
+    is_missing,
+    live_document,
+    lookup,
+    ours,
+    owned,
+    owners,
+    reverted,
+)
 from .quantity import QuantityError, parse_quantity, same_quantity
 from .view import DeploymentView
 
@@ -118,6 +130,8 @@ def evaluate(spec: ServiceProfileSpec, view: DeploymentView) -> Evaluation:
             if not is_missing(current[p])
             for m in owners(view, p, exclude=FIELD_MANAGER)
         ] + (_repeated_env(fragment, doc, view) if diffs else [])
+        if any(reverted(view, p) for p in diffs):
+            force = True  # the apiserver counts our revert as another manager; it is us
         if diffs:
             violations.append(_violation(fragment, current, diffs))
         if hard or (soft and policy == "Report"):

@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from .. import FIELD_MANAGER
+from .. import FIELD_MANAGER, REVERT_MANAGER
 from .view import DeploymentView, ManagedEntry
 
 FieldPath = tuple[str, ...]
@@ -46,16 +46,24 @@ def owned(entry: ManagedEntry) -> frozenset[FieldPath]:
     return frozenset(flatten(entry.fields))
 
 
+def reverted(view: DeploymentView, path: FieldPath) -> bool:
+    """True when our revert of a failed rollout holds ``path`` (or something below it)."""
+    return any(e.manager == REVERT_MANAGER and path in e.covered for e in view.managed)
+
+
 def ours(view: DeploymentView, path: FieldPath) -> bool:
     """True when the operator's own field manager owns ``path`` or anything below it."""
     return any(e.manager == FIELD_MANAGER and path in e.covered for e in view.managed)
 
 
 def owners(view: DeploymentView, path: FieldPath, exclude: str) -> list[str]:
-    """Managers other than ``exclude`` owning ``path`` or anything below it."""
+    """Managers other than ``exclude`` owning ``path`` or anything below it. Excluding us
+    excludes our revert too: what it put back was ours to put back."""
     found: list[str] = []
     for entry in view.managed:
         if entry.manager == exclude or entry.subresource:
+            continue
+        if exclude == FIELD_MANAGER and entry.manager == REVERT_MANAGER:
             continue
         if path in entry.covered and entry.manager not in found:
             found.append(entry.manager)

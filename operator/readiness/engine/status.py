@@ -12,10 +12,10 @@ from .view import DeploymentView
 def rollout_state(view: DeploymentView) -> Rollout:
     """Where the Deployment's own rollout stands, as `kubectl rollout status` would say."""
     status = view.status
+    if status.observed_generation < view.generation:
+        return "Progressing"  # the controller has not seen this template yet: an old failure is not its
     if status.progressing_reason == "ProgressDeadlineExceeded":
         return "Failed"
-    if status.observed_generation < view.generation:
-        return "Progressing"
     done = (
         status.updated_replicas >= view.replicas
         and status.replicas == status.updated_replicas

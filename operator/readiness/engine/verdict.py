@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from .. import FIELD_MANAGER
+from .. import FIELD_MANAGER, REVERT_MANAGER
 from ..models.profile import ServiceProfileSpec
 from ..models.status import Conflict, Target, TargetState, Violation
 from .evaluate import Evaluation, evaluate
@@ -119,7 +119,7 @@ def last_written(view: DeploymentView) -> float | None:
         [
             e.time
             for e in view.managed
-            if e.manager != FIELD_MANAGER and not e.subresource and "f:spec" in e.fields
+            if e.manager not in (FIELD_MANAGER, REVERT_MANAGER) and not e.subresource and "f:spec" in e.fields
         ]
     )
 

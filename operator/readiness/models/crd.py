@@ -76,6 +76,8 @@ def _structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
             continue
         elif key == "default" and value in ({}, []):
             continue  # empty defaults only add noise to every stored object
+        elif key == "default" and isinstance(value, dict):
+            out[key] = {k: v for k, v in value.items() if v is not None}  # unset means left out
         else:
             out[key] = value
     if "enum" in out and "type" not in out:
