@@ -48,7 +48,9 @@ def test_names_columns_and_subresources() -> None:
         "Matched",
         "Compliant",
         "Ready",
+        "Rollout",
         "Age",
+        "Pending",
     ]
     rules = [
         rule["message"]

@@ -119,13 +119,23 @@ def test_int_or_string_fields(path: str, int_or_string: bool) -> None:
 
 def test_printer_columns() -> None:
     columns = version()["additionalPrinterColumns"]
-    assert [c["name"].upper() for c in columns] == ["MODE", "MATCHED", "COMPLIANT", "READY", "AGE"]
+    assert [c["name"].upper() for c in columns] == [
+        "MODE",
+        "MATCHED",
+        "COMPLIANT",
+        "READY",
+        "ROLLOUT",
+        "AGE",
+        "PENDING",
+    ]
     assert {c["name"]: c["jsonPath"] for c in columns} == {
         "Mode": ".spec.mode",
         "Matched": ".status.summary.matched",
         "Compliant": ".status.summary.compliant",
         "Ready": '.status.conditions[?(@.type=="Ready")].status',
+        "Rollout": '.status.conditions[?(@.type=="Progressing")].reason',
         "Age": ".metadata.creationTimestamp",
+        "Pending": ".status.summary.pending",
     }
 
 

@@ -119,7 +119,14 @@ def build_crd() -> dict[str, Any]:
         {"name": "Matched", "type": "integer", "jsonPath": ".status.summary.matched"},
         {"name": "Compliant", "type": "integer", "jsonPath": ".status.summary.compliant"},
         {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+        # RollingOut, RolledOut, or RolloutFailed when a wave failed and the profile is halted.
+        {
+            "name": "Rollout",
+            "type": "string",
+            "jsonPath": '.status.conditions[?(@.type=="Progressing")].reason',
+        },
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        {"name": "Pending", "type": "integer", "jsonPath": ".status.summary.pending", "priority": 1},
     ]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
