@@ -56,6 +56,7 @@ def profile_spec() -> dict[str, Any]:
     spec: dict[str, Any] = copy.deepcopy(docs[0]["spec"])
     spec["selector"] = {"matchLabels": dict(LABELS)}
     spec["conflictPolicy"] = "Force"
+    spec["rollout"] = {"maxConcurrent": "100%"}  # unpaced: the benchmark measures the write path
     return spec
 
 

@@ -223,6 +223,11 @@ class Twin:
 
     async def patch_profile_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         self.status_patches.append((name, dict(status)))
+        # A merge patch: a null removes the key.
+        status = {
+            **status,
+            "summary": {k: v for k, v in (status.get("summary") or {}).items() if v is not None},
+        }
         record = self.profiles[(namespace, name)]
         self._put_profile(
             ProfileRecord(

@@ -21,6 +21,7 @@ from .engine import (
     judge,
     last_writers,
     last_written,
+    matches,
     rollout_state,
     target,
     written_last_by_us,
@@ -192,6 +193,7 @@ class Reconciler:
             return target(view, ev, state="Conflicted", message=message, extra=extra), view
         wave = (view.namespace, record.name)
         if view.replicas > 0:  # a Deployment scaled to 0 takes no slot
+            self._adopt_unfinished(wave, spec)
             budget = slots(spec.rollout.max_concurrent, self._world.matched(view.namespace, record.name))
             if not self._waves.take(wave, view.name, budget, self.observer(view.namespace)):
                 log.debug(
@@ -312,6 +314,17 @@ class Reconciler:
                 if stored is not None:
                     failure = Failure(stored.generation, item["state"], str(item.get("message", "")))
                     self._waves.halt(wave, record.generation, stored.name, failure)
+
+    def _adopt_unfinished(self, wave: Key, spec: ServiceProfileSpec) -> None:
+        """Before a slot is given: every unfinished rollout of the profile's Deployments that our
+        last apply started holds one, whether or not it was decided yet since a restart."""
+        for stored in self._world.deployments(wave[0]):
+            if stored.rollout not in ("Progressing", "Unknown") or self._waves.flying(wave, stored.name):
+                continue
+            if matches(spec.selector, stored.labels):
+                view = stored.view()
+                if view.replicas > 0 and written_last_by_us(view):
+                    self._waves.adopt(wave, stored.name, view.generation)
 
     def observer(self, namespace: str) -> Observe:
         def observe(name: str) -> tuple[int, Rollout] | None:

@@ -167,8 +167,11 @@ class StatusWriter:
         key = (record.namespace, record.name)
         if self._written.get(key) == (record.uid, wanted) or _same_status(record.status, wanted):
             return False
+        # A merge patch keeps keys it does not name: counts that dropped to none are sent as null.
+        summary = dict.fromkeys(("pending", "rollingOut", "failed", "rolledBack"))
+        body = {**wanted, "summary": {**summary, **wanted.get("summary", {})}}
         try:
-            await self._cluster.patch_profile_status(record.namespace, record.name, wanted)
+            await self._cluster.patch_profile_status(record.namespace, record.name, body)
         except ApiError as error:
             self._metrics.api_errors.labels(str(error.status)).inc()
             if error.status == 404:

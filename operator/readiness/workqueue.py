@@ -99,7 +99,13 @@ class WorkQueue(Generic[K]):
         self._started.pop(key, None)
 
     async def get(self) -> K:
-        key = await self._queue.get()
+        while True:
+            key = await self._queue.get()
+            if not self.closed:
+                break
+            # Closed: what was queued is dropped. Without this, a worker done with its key would
+            # take the next one in the same breath, and the shutdown would cancel it mid-apply.
+            self._pending.discard(key)
         self.taken += 1
         if key in self._started:
             self._started[key] = asyncio.get_running_loop().time()

@@ -129,8 +129,15 @@ def test_examples_reach_compliance_with_one_rollout_each(
         assert len(replicasets(kube, namespace, name)) == 2, f"{name}: exactly one new ReplicaSet"
         assert live["status"]["readyReplicas"] == dep["spec"]["replicas"]
 
-    checkout = profile(kube, namespace, "checkout")
-    assert checkout["status"]["summary"] == {"matched": 2, "compliant": 2, "score": 100}
+    # The status follows the rollouts within about a second (one at a time: a wave of 25% of 2).
+    checkout = wait_for(
+        lambda: (
+            (sp := profile(kube, namespace, "checkout"))["status"]["summary"]
+            == {"matched": 2, "compliant": 2, "score": 100}
+            and sp
+        ),
+        what=f"checkout's summary with both rollouts complete ({profile(kube, namespace, 'checkout')['status']})",
+    )
     assert condition(checkout, "Ready")["status"] == "True"
     assert condition(checkout, "Conflicted")["status"] == "False"
     api = container(deployment(kube, namespace, "checkout-api"))
