@@ -8,7 +8,7 @@ TESTBED := PYTHONPATH=testbed $(PY) -m readiness_testbed
 TESTBED_DIR := .testbed
 KUBECTL := $(TESTBED_DIR)/bin/kubectl --kubeconfig $(TESTBED_DIR)/kubeconfig
 
-.PHONY: help venv lint crds unit e2e test demo demo-status testbed-build testbed-up testbed-down bench bench-fleet clean
+.PHONY: help venv lint crds unit e2e test demo demo-status testbed-build testbed-up testbed-down bench bench-fleet bench-paced clean
 
 help:
 	@echo "make demo          start the local control plane and run the operator on examples/"
@@ -17,6 +17,7 @@ help:
 	@echo "make testbed-down  stop it"
 	@echo "make bench         run the benchmarks in bench/"
 	@echo "make bench-fleet   only the fleet benchmark (BENCH_FLEET_N=100,1000 for a quick run)"
+	@echo "make bench-paced   the paced run: waves over 1,000 one-replica Deployments"
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +70,10 @@ bench: venv testbed-build
 
 bench-fleet: venv testbed-build
 	PYTHONPATH=testbed $(PY) -m bench fleet
+
+# The paced run: 1,000 one-replica Deployments at default pacing (BENCH_PACED_N to change).
+bench-paced: venv testbed-build
+	PYTHONPATH=testbed $(PY) -m bench.paced
 
 clean: testbed-down
 	rm -rf $(VENV) $(TESTBED_DIR) .mypy_cache .ruff_cache .pytest_cache

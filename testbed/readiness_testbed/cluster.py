@@ -433,7 +433,8 @@ class Testbed:
         docs = []
         for i in range(self.nodes):
             name = f"kwok-node-{i}"
-            resources = {"cpu": "32", "memory": "256Gi", "pods": "110", "ephemeral-storage": "1Ti"}
+            # kwok pods cost nothing: room for the paced fleet benchmark (1,000 one-replica Deployments).
+            resources = {"cpu": "32", "memory": "256Gi", "pods": "1000", "ephemeral-storage": "1Ti"}
             docs.append(
                 {
                     "apiVersion": "v1",
