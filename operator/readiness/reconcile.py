@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
@@ -304,12 +305,8 @@ class Reconciler:
         if (wave, record.generation) in self._recalled:
             return
         self._recalled.add((wave, record.generation))
-        latest = self._world.profile(record.namespace, record.name)
-        status = latest.status if latest is not None else {}
-        if status.get("observedGeneration") != record.generation:
-            return
-        for item in status.get("targets") or ():
-            if isinstance(item, dict) and item.get("state") in ("RolloutFailed", "RolledBack"):
+        for item in self._status_targets(record):
+            if item.get("state") in ("RolloutFailed", "RolledBack"):
                 stored = self._world.stored(record.namespace, str(item.get("name")))
                 if stored is not None:
                     failure = Failure(stored.generation, item["state"], str(item.get("message", "")))
@@ -355,17 +352,21 @@ class Reconciler:
         entry = self._board.targets(record.namespace, record.name).get(name)
         if entry is not None:
             return entry.target if entry.generation == record.generation else None
-        latest = self._world.profile(record.namespace, record.name)  # specs() keeps an older status
-        status = latest.status if latest is not None else {}
-        if status.get("observedGeneration") != record.generation:
-            return None
-        for item in status.get("targets") or ():
-            if isinstance(item, dict) and item.get("name") == name:
+        for item in self._status_targets(record):
+            if item.get("name") == name:
                 try:
                     return Target.model_validate(item)
                 except ValueError:
                     return None
         return None
+
+    def _status_targets(self, record: ProfileRecord) -> list[dict[str, Any]]:
+        """The targets the profile's status lists for this very generation (none otherwise)."""
+        latest = self._world.profile(record.namespace, record.name)  # specs() keeps an older status
+        status = latest.status if latest is not None else {}
+        if status.get("observedGeneration") != record.generation:
+            return []
+        return [t for t in status.get("targets") or () if isinstance(t, dict)]
 
 
 def profile_ref(record: ProfileRecord) -> ObjectRef:

@@ -126,8 +126,3 @@ class Waves:
             if profile[0] == namespace:
                 flying.pop(deployment, None)
                 self._waiting.get(profile, set()).discard(deployment)
-
-    def forget_profile(self, profile: Key) -> None:
-        self._flying.pop(profile, None)
-        self._waiting.pop(profile, None)
-        self._halted.pop(profile, None)
