@@ -104,6 +104,9 @@ class Controller:
         record = self._world.profile(namespace, name)
         identity = record.identity if record is not None else None
         if identity != self._identities.get(key):
+            known = self._identities.get(key)
+            if known is not None and (identity is None or identity[0] != known[0]):
+                self._reconciler.forget_profile(namespace, name)
             if identity is None:
                 self._identities.pop(key, None)
             else:

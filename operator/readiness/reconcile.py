@@ -100,6 +100,12 @@ class Reconciler:
             return False  # a rollout we started failed: only the rollout column says so
         return self._decided.get(key) == (stored.fingerprint, self._world.context(namespace))
 
+    def forget_profile(self, namespace: str, name: str) -> None:
+        """The profile is gone, or a new one took its name: nothing of its waves carries over."""
+        wave = (namespace, name)
+        self._waves.forget_profile(wave)
+        self._recalled = {seen for seen in self._recalled if seen[0] != wave}
+
     def forget_decisions(self) -> None:
         """The next pass decides every Deployment afresh (the periodic resync)."""
         self._decided.clear()

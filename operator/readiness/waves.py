@@ -121,6 +121,12 @@ class Waves:
     def profiles_flying(self, deployment: str, namespace: str) -> list[Key]:
         return [p for p, flying in self._flying.items() if p[0] == namespace and deployment in flying]
 
+    def forget_profile(self, profile: Key) -> None:
+        """The profile went (or was re-created under its name): its waves and halt go with it."""
+        self._flying.pop(profile, None)
+        self._waiting.pop(profile, None)
+        self._halted.pop(profile, None)
+
     def forget_deployment(self, namespace: str, deployment: str) -> None:
         for profile, flying in self._flying.items():
             if profile[0] == namespace:

@@ -156,6 +156,8 @@ def test_a_bad_profile_edit_is_halted_after_one_wave(
     assert 1 <= len(touched) <= BUDGET, f"only the first wave was changed: {touched}"
     assert halted["status"] == "False"
     assert any(name in halted["message"] for name in touched), halted["message"]
+    ready = condition(kube, ns, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "RolloutFailed"), "a halted profile is not Ready"
     state = "RolledBack" if on_failure == "Revert" else "RolloutFailed"
 
     def failed_names() -> list[str]:
@@ -188,6 +190,7 @@ def test_a_bad_profile_edit_is_halted_after_one_wave(
     assert sampler.peak <= BUDGET
     assert set(readiness_paths(kube, ns).values()) == {"/healthz"}
     assert condition(kube, ns, "Progressing")["status"] == "True"
+    assert condition(kube, ns, "Ready")["status"] == "True"
 
 
 @pytest.fixture

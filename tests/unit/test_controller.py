@@ -247,3 +247,35 @@ async def test_no_status_is_written_while_deployments_are_being_listed() -> None
     await workers.stop(1)
     assert len(twin.status_patches) == 1
     assert twin.profiles[(NS, "p")].status["summary"]["matched"] == 3
+
+
+async def test_a_profile_re_created_under_its_name_forgets_the_old_ones_waves() -> None:
+    twin = Twin()
+    twin.add_deployment(deployment())
+    forgotten: list[tuple[str, str]] = []
+
+    class Spy(Reconciler):
+        def forget_profile(self, namespace: str, name: str) -> None:
+            forgotten.append((namespace, name))
+
+    metrics, board = Metrics(), Board()
+    events = EventSink(twin, metrics)
+    controller = Controller(
+        twin.world,
+        board,
+        Spy(twin, twin.world, board, metrics, events),
+        StatusWriter(twin, twin.world, board, metrics, events),
+        WorkQueue(metrics),
+        PeeringGate(None, me="me", priority=1, clusterwide=True),
+    )
+    twin.add_profile(NS, "p", PROFILE)
+    controller.profile_event("ADDED", NS, "p")
+    twin.add_profile(NS, "p", PROFILE, generation=2)
+    controller.profile_event("MODIFIED", NS, "p")
+    assert forgotten == [], "a new generation keeps its waves (the halt ends by itself)"
+    twin.add_profile(NS, "p", PROFILE, uid="uid-p-again")
+    controller.profile_event("MODIFIED", NS, "p")  # a missed DELETED: the uid tells
+    twin.delete_profile(NS, "p")
+    controller.profile_event("DELETED", NS, "p")
+    assert forgotten == [(NS, "p"), (NS, "p")]
+    controller.close()

@@ -632,3 +632,53 @@ async def test_a_failed_rollout_halts_the_profile_and_is_put_back(twin: Twin, on
     await restarted.converge()
     assert len(twin.applies) == 2
     assert condition_of(restarted, "Progressing")["status"] == "True"
+
+
+async def test_drift_and_new_deployments_wait_for_a_slot_like_the_rest(twin: Twin) -> None:
+    for i in range(2):
+        twin.add_deployment(deployment(f"api-{i}"))
+    twin.add_profile(NS, "p", {**PROFILE, "rollout": {"maxConcurrent": 1}})
+    op = Operator(twin)
+    await op.converge()
+    finish_rollout(twin, "api-0")
+    op.reconciler.landed(NS, "api-0")
+    await op.converge()
+    finish_rollout(twin, "api-1")
+    op.reconciler.landed(NS, "api-1")
+    await op.converge()
+    assert set(states(op).values()) == {"Compliant"}
+    assert len(twin.applies) == 2
+
+    # Someone drops the probe from api-0 (drift), and a new Deployment arrives: one slot.
+    body = twin.deployments[(NS, "api-0")]
+    body["spec"]["template"]["spec"]["containers"][0].pop("readinessProbe")
+    body["metadata"]["generation"] += 1
+    finish_rollout(twin, "api-0")
+    twin.add_deployment(deployment("api-new"))
+    await op.converge()
+    assert [n for n, _ in twin.applies[2:]] == ["api-0"], "the drift correction took the one slot"
+    assert states(op)["api-new"] == "Pending"
+    finish_rollout(twin, "api-0")
+    assert op.reconciler.landed(NS, "api-0") == ["api-new"]
+    await op.converge()
+    assert [n for n, _ in twin.applies[2:]] == ["api-0", "api-new"]
+
+
+async def test_a_halted_profile_deleted_and_created_again_starts_afresh(twin: Twin) -> None:
+    for i in range(2):
+        twin.add_deployment(deployment(f"api-{i}"))
+    spec = {**PROFILE, "rollout": {"maxConcurrent": 1, "onFailure": "Pause"}}
+    twin.add_profile(NS, "p", spec)
+    op = Operator(twin)
+    await op.converge()
+    fail_rollout(twin, "api-0")
+    await op.converge()
+    assert states(op)["api-1"] == "Pending"
+    ready = condition_of(op, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "RolloutFailed"), "a halt is not ready"
+
+    twin.delete_profile(NS, "p")
+    op.reconciler.forget_profile(NS, "p")
+    twin.add_profile(NS, "p", spec, uid="uid-p-again")  # generation 1 again, a new object
+    await op.converge()
+    assert [n for n, _ in twin.applies] == ["api-0", "api-1"], "the old halt is not the new profile's"

@@ -159,6 +159,8 @@ def build_status(
         progressing = cond("Progressing", True, "RolledOut", "no Deployment waits for this profile")
     if degraded_cond.status == "True":
         ready = cond("Ready", False, degraded_cond.reason, degraded_cond.message)
+    elif failed:  # a halted profile applies to nothing more: `kubectl wait --for=condition=Ready` fails
+        ready = cond("Ready", False, "RolloutFailed", progressing.message)
     else:
         ready = cond("Ready", True, "Reconciled", "profile reconciled")
     return ServiceProfileStatus(
