@@ -100,6 +100,7 @@ class Twin:
     applies: list[tuple[str, bool]] = field(default_factory=list)
     status_patches: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     events: list[tuple[str, str, str]] = field(default_factory=list)
+    event_messages: list[str] = field(default_factory=list)
     reverts: list[str] = field(default_factory=list)
     templates: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)  # before each apply
     fail_next: ApiError | None = None
@@ -242,3 +243,4 @@ class Twin:
 
     async def post_event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
         self.events.append((ref.name, type_, reason))
+        self.event_messages.append(message)

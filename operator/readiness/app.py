@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import logging
+import os
+import re
 import sys
+from collections.abc import Mapping
 from typing import Any, cast
 
 import kopf
@@ -18,14 +22,14 @@ from .controller import Controller, WorkKey
 from .events import EventSink
 from .guard import FightGuard
 from .handlers import register
-from .k8s import ApiError, KubernetesCluster, load_api_client
+from .k8s import ApiError, KubernetesCluster, NoCredentials, load_api_client
 from .logconfig import configure
 from .memory import Trimmer
 from .metrics import Metrics
 from .peering import PeeringGate, draw_priority, own_identity
 from .periodic import Every
 from .reconcile import Reconciler
-from .serve import Servers
+from .serve import PortUnavailable, Servers
 from .settings import Settings
 from .statuswriter import StatusWriter
 from .tracing import configure_tracing, shutdown_tracing
@@ -37,15 +41,49 @@ log = structlog.get_logger("readiness.app")
 SPARE_CONNECTIONS = 6
 
 
-def load_settings() -> Settings:
-    """Settings from the environment, or one clear line per bad variable and exit code 2."""
+def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
+    """Settings from the environment, or one clear line per bad variable and exit code 2.
+    A misspelled READINESS_* variable is an error too: silently ignored, it would leave the
+    operator doing something other than what its installer asked for."""
+    lines = [
+        f"readiness: unknown {name}" + (f" (did you mean {close[0]}?)" if close else "")
+        for name in sorted(unknown_variables(environ))
+        for close in [difflib.get_close_matches(name, known_variables(), n=1, cutoff=0.6)]
+    ]
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as error:
         for problem in error.errors():
             variable = "READINESS_" + str(problem["loc"][0]).upper() if problem["loc"] else "READINESS_*"
-            print(f"readiness: invalid {variable}: {problem['msg']}", file=sys.stderr)
-        raise SystemExit(2) from None
+            lines.append(f"readiness: invalid {variable}: {problem['msg']}")
+    if lines:
+        print("\n".join(lines), file=sys.stderr)
+        raise SystemExit(2)
+    return settings
+
+
+def known_variables() -> list[str]:
+    return [f"READINESS_{name.upper()}" for name in Settings.model_fields]
+
+
+# Variables that share the prefix but are not settings: the kubelet's service links for a
+# Service whose name starts with "readiness" (READINESS_OPERATOR_SERVICE_HOST, ..._PORT_9090_TCP,
+# ..._PORT=tcp://...) and the test control plane's own (READINESS_TESTBED_DIR).
+_SERVICE_LINK = re.compile(r"READINESS_.*_(SERVICE_HOST|SERVICE_PORT(_.+)?|PORT_\d+_(TCP|UDP|SCTP)(_.+)?)")
+_LINK_URL = re.compile(r"(tcp|udp|sctp)://.*")
+
+
+def unknown_variables(environ: Mapping[str, str]) -> set[str]:
+    known = set(known_variables())
+    return {
+        name
+        for name, value in environ.items()
+        if name.startswith("READINESS_")
+        and name not in known
+        and not name.startswith("READINESS_TESTBED_")
+        and not _SERVICE_LINK.fullmatch(name)
+        and not (name.endswith("_PORT") and _LINK_URL.fullmatch(value))
+    }
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -91,11 +129,13 @@ def kopf_settings(settings: Settings, priority: int) -> kopf.OperatorSettings:
 
 
 async def operate(settings: Settings) -> None:
-    metrics = Metrics()
+    metrics = Metrics(version=__version__)
     metrics.workers.set(settings.workers)
-    cluster = KubernetesCluster(
-        load_api_client(settings.workers + SPARE_CONNECTIONS), workers=settings.workers + SPARE_CONNECTIONS
-    )
+    try:
+        api = load_api_client(settings.workers + SPARE_CONNECTIONS)
+    except NoCredentials as error:
+        raise StartupFailure(str(error)) from None
+    cluster = KubernetesCluster(api, workers=settings.workers + SPARE_CONNECTIONS)
     world, board = World(), Board()
     events = EventSink(cluster, metrics)
     guard = FightGuard(limit=settings.max_corrections, window=settings.correction_window_seconds)
@@ -115,8 +155,12 @@ async def operate(settings: Settings) -> None:
         StatusWriter(cluster, world, board, metrics, events),
         queue,
         gate,
+        metrics=metrics,
     )
     workers: Workers[WorkKey] = Workers(queue, controller.work, settings.workers)
+    stand = Every(5.0, controller.stand, "standing")
+    peerings = Peerings(cluster, settings)
+    keep_peerings = Every(60.0, peerings.ensure, "peering-objects")
     resync = Every(settings.resync_seconds, controller.resync, "resync")
     trimmer = Trimmer(busy=lambda: bool(queue.busy or queue.depth), worked=lambda: queue.taken)
     trim = Every(15.0, trimmer.tick, "malloc-trim")
@@ -129,6 +173,9 @@ async def operate(settings: Settings) -> None:
         workers.start()
         resync.start()
         trim.start()
+        stand.start()
+        if settings.peering and settings.namespaces:
+            keep_peerings.start()  # namespaces come and go: each new one needs its own
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
@@ -140,6 +187,8 @@ async def operate(settings: Settings) -> None:
         )
         resync.stop()
         trim.stop()
+        stand.stop()
+        keep_peerings.stop()
         controller.close()
         await workers.stop(settings.shutdown_seconds)
         with contextlib.suppress(TimeoutError):
@@ -159,7 +208,7 @@ async def operate(settings: Settings) -> None:
             metrics.api_errors.labels(str(error.status)).inc()
             return f"the apiserver cannot be reached or refused: {error}"
         metrics.apiserver_up.set(1)
-        return crd.observe(established)
+        return crd.observe(established) or peerings.missing()
 
     servers = Servers(
         metrics,
@@ -168,7 +217,20 @@ async def operate(settings: Settings) -> None:
         metrics_port=settings.metrics_port,
         liveness=crd.liveness,
     )
-    await servers.start()
+    try:
+        await servers.start()
+    except PortUnavailable as error:
+        cluster.close()
+        named = [
+            f"READINESS_{n.upper()}"
+            for n in ("health_port", "metrics_port")
+            if getattr(settings, n) == error.port
+        ]
+        raise StartupFailure(
+            f"cannot listen on port {error.port} ({', '.join(named)}): {error.reason}"
+        ) from None
+    await peerings.ensure()
+    await controller.stand()
     log.info(
         "operator_starting",
         version=__version__,
@@ -193,6 +255,48 @@ async def operate(settings: Settings) -> None:
         await servers.stop()
         cluster.close()
         log.info("operator_stopped")
+
+
+class Peerings:
+    """kopf's peering objects: kopf patches them but never creates them, and with peering on it
+    keeps every watch paused until one exists, so an operator installed without it would look
+    up and reconcile nothing. The operator creates its own (one ClusterKopfPeering, or a
+    KopfPeering in each watched namespace), and /readyz names any it could not create."""
+
+    def __init__(self, cluster: KubernetesCluster, settings: Settings) -> None:
+        self._cluster = cluster
+        self._settings = settings
+        self._missing: list[str] = []
+
+    async def ensure(self) -> None:
+        name = self._settings.peering
+        if not name:
+            return
+        missing: list[str] = []
+        scopes: list[str | None]
+        if not self._settings.namespaces:
+            scopes = [None] if await self._cluster.read_peering(name, None) is None else []
+        else:
+            held = await self._cluster.peering_namespaces(name)
+            listed = await self._cluster.list_namespaces()
+            scopes = [ns for ns in listed if self._settings.watches(ns) and ns not in held]
+        for scope in scopes:
+            where = f"KopfPeering {scope}/{name}" if scope else f"ClusterKopfPeering {name}"
+            try:
+                if await self._cluster.create_peering(name, scope):
+                    log.info("peering_created", peering=where)
+            except ApiError as error:
+                log.warning("peering_not_created", peering=where, error=str(error))
+                missing.append(where)
+        self._missing = missing
+
+    def missing(self) -> str | None:
+        if not self._missing:
+            return None
+        return (
+            f"peering object {', '.join(self._missing)} is missing and could not be created "
+            "(kopf keeps the watches paused until it exists): check the operator's RBAC for kopf.dev"
+        )
 
 
 class CrdWatch:
@@ -227,11 +331,18 @@ RECREATED = (
 )
 
 
+class StartupFailure(Exception):
+    """Something outside the operator stops it before it can start (credentials, a port)."""
+
+
 def run_operator() -> None:
     settings = load_settings()
     configure(settings.log_level, settings.log_format)
     configure_tracing(settings.tracing_endpoint)
     try:
         asyncio.run(operate(settings))
+    except StartupFailure as failure:
+        print(f"readiness: {failure}", file=sys.stderr)
+        raise SystemExit(1) from None
     finally:
         shutdown_tracing()

@@ -21,6 +21,7 @@ import structlog
 
 from .board import Board
 from .k8s import ApiError
+from .metrics import Metrics
 from .peering import PeeringGate
 from .reconcile import Reconciler
 from .statuswriter import StatusWriter
@@ -54,6 +55,7 @@ class Controller:
         gate: PeeringGate,
         settle: float = SETTLE_SECONDS,
         status_every: float = STATUS_EVERY,
+        metrics: Metrics | None = None,
     ) -> None:
         self._world = world
         self._board = board
@@ -67,6 +69,8 @@ class Controller:
         self._identities: dict[Key, tuple[str, int, bool]] = {}
         self._settle_timers: dict[str, asyncio.TimerHandle] = {}
         self._listed_at = float("-inf")
+        self._metrics = metrics or Metrics()
+        self._acting: set[str] | None = None  # namespaces this replica acted for at the last look
 
     # ---- from the watches (kopf handlers) ----
     def index_profile(self, body: Mapping[str, Any]) -> None:
@@ -150,6 +154,29 @@ class Controller:
             self._queue.add((DEPLOYMENT, namespace, name))
         for key in self._world.all_profiles():
             self.status(key)
+
+    async def stand(self) -> bool:
+        """Whether this replica acts, for the cluster or for any namespace it knows. A standby
+        replica exports no per-profile series (frozen, they would disagree with the active
+        one's); a replica that takes over decides everything afresh."""
+        namespaces = {ns for ns, _ in self._world.all_profiles()} | {ns for ns, _ in self._metrics.profiles()}
+        try:
+            if namespaces:
+                acting = {ns for ns in sorted(namespaces) if await self._gate.active(ns)}
+            else:
+                acting = {""} if not self._gate.clusterwide or await self._gate.active("") else set()
+        except ApiError as error:
+            log.warning("peering_unreadable", error=str(error))
+            return bool(self._acting)
+        for namespace, profile in self._metrics.profiles():
+            if namespace not in acting:
+                self._metrics.forget_profile(namespace, profile)
+        if self._acting is not None and acting - self._acting:
+            log.info("taking_over", namespaces=sorted(acting - self._acting - {""}))
+            self.resync()
+        self._acting = acting
+        self._metrics.active.set(1 if acting else 0)
+        return bool(acting)
 
     def close(self) -> None:
         for timer in self._settle_timers.values():

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import platform
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 _STATES = ("Compliant", "Violating", "Conflicted", "Ambiguous", "Invalid", "Error")
 
@@ -13,9 +22,20 @@ _STATES = ("Compliant", "Violating", "Conflicted", "Ambiguous", "Invalid", "Erro
 class Metrics:
     """Every series lives in one registry built at start-up (no module globals)."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, version: str = "") -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        # process_* (CPU, memory, open files) and python_info, as every Prometheus client exports.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        Info("readiness_build", "The running operator's version and Python.", registry=r).info(
+            {"version": version or "unknown", "python": platform.python_version()}
+        )
+        self.active = Gauge(
+            "readiness_active",
+            "1 when this replica is the one acting (standalone, or leading its peering), 0 on standby.",
+            registry=r,
+        )
         self.reconciles = Counter(
             "readiness_reconciles",
             "Reconciles by result: one per Deployment decided, invalid profiles apart.",
@@ -99,6 +119,10 @@ class Metrics:
             self.violations.labels(namespace, profile, check).set(count)
         self._checks[(namespace, profile)] = set(by_check)
         self.compliance.labels(namespace, profile).set(score / 100)
+
+    def profiles(self) -> list[tuple[str, str]]:
+        """The profiles this replica exports series for."""
+        return list(self._checks)
 
     def forget_profile(self, namespace: str, profile: str) -> None:
         """Drop a deleted profile's series so dashboards do not show ghosts."""

@@ -61,6 +61,10 @@ class PeeringGate:
         self._ttl = ttl
         self._cache: dict[str | None, tuple[float, bool]] = {}
 
+    @property
+    def clusterwide(self) -> bool:
+        return self._clusterwide
+
     async def active(self, namespace: str) -> bool:
         if self._read is None:
             return True  # standalone

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Awaitable, Callable
 
@@ -11,6 +12,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from .metrics import Metrics
 
 Check = Callable[[], Awaitable[str | None]]
+
+
+class PortUnavailable(Exception):
+    def __init__(self, port: int, reason: str) -> None:
+        super().__init__(f"cannot listen on port {port}: {reason}")
+        self.port, self.reason = port, reason
 
 
 class Servers:
@@ -65,8 +72,14 @@ class Servers:
             app.add_routes(defs)
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
-            await web.TCPSite(runner, host="0.0.0.0", port=port).start()  # noqa: S104 (probes and scrapes come from outside the pod)
             self._runners.append(runner)
+            try:
+                await web.TCPSite(runner, host="0.0.0.0", port=port).start()  # noqa: S104 (probes and scrapes come from outside the pod)
+            except OSError as error:
+                await self.stop()
+                raise PortUnavailable(
+                    port, os.strerror(error.errno).lower() if error.errno else str(error)
+                ) from None
 
     async def stop(self) -> None:
         for runner in self._runners:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from typing import Literal
 
 from pydantic import Field
@@ -56,3 +57,20 @@ class Settings(BaseSettings):
         default="",
         description="OTLP/HTTP endpoint for the operator's own traces (e.g. http://collector:4318); empty disables.",
     )
+
+    def watches(self, namespace: str) -> bool:
+        """Whether READINESS_NAMESPACES covers ``namespace``, by kopf's rule for its globs: the
+        first glob decides who is in at all (a leading exclusion implies '*' before it), each
+        '!' glob takes matches out, a later glob brings back only those that were in at first."""
+        globs = [g.strip() for g in self.namespaces.split(",") if g.strip()]
+        if not globs:
+            return True
+        if globs[0].startswith("!"):
+            globs.insert(0, "*")
+        included = matched = fnmatch.fnmatchcase(namespace, globs[0])
+        for glob in globs[1:]:
+            if glob.startswith("!"):
+                matched = matched and not fnmatch.fnmatchcase(namespace, glob[1:])
+            else:
+                matched = matched or (included and fnmatch.fnmatchcase(namespace, glob))
+        return matched

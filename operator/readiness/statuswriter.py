@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from .board import Board
 from .engine import build_status, matches
 from .events import EventSink
-from .k8s import ApiError, Cluster
+from .k8s import ApiError, Cluster, ObjectRef
 from .metrics import Metrics
 from .models import ServiceProfileStatus, Target
 from .reconcile import profile_ref
@@ -29,6 +29,8 @@ log = structlog.get_logger("readiness.status")
 NAMED_IN_EVENT = 20
 # Target states a person must act on: each is announced with a Warning event.
 WARNINGS = ("Conflicted", "Ambiguous", "Invalid", "RolloutFailed", "RolledBack")
+# Of those, the ones the statuswriter tells the Deployment too (a rollout failure tells it itself).
+DEPLOYMENT_WARNINGS = ("Conflicted", "Ambiguous", "Invalid")
 
 
 def _now() -> str:
@@ -59,7 +61,7 @@ class StatusWriter:
         # The status we last wrote per profile, keyed with its uid: a re-created profile starts afresh.
         self._written: dict[Key, tuple[str, dict[str, Any]]] = {}
         # The state of each target as last announced, so an Event marks a change, once.
-        self._announced: dict[Key, dict[str, tuple[str, str]]] = {}
+        self._announced: dict[Key, dict[str, tuple[str, str, tuple[str, ...]]]] = {}
         self._waiting_since: dict[Key, float] = {}
 
     def forget(self, namespace: str, name: str) -> None:
@@ -112,7 +114,7 @@ class StatusWriter:
             generation=record.generation, targets=targets, previous=previous.conditions, now=self._clock()
         )
         self._announce_applied(record)
-        self._announce(record, previous, targets)
+        self._announce(record, previous, targets, audit=spec.mode == "Audit")
         await self._write(record, status, bound)
         self._metrics.observe_profile(
             namespace,
@@ -141,26 +143,45 @@ class StatusWriter:
         more = f" and {len(names) - NAMED_IN_EVENT} more" if len(names) > NAMED_IN_EVENT else ""
         self._events.post(profile_ref(record), "Normal", "Applied", f"applied to {shown}{more}")
 
-    def _announce(self, record: ProfileRecord, previous: ServiceProfileStatus, targets: list[Target]) -> None:
+    def _announce(
+        self, record: ProfileRecord, previous: ServiceProfileStatus, targets: list[Target], audit: bool
+    ) -> None:
         """Events for what a person must act on: a warning when a target enters Conflicted,
         Ambiguous or Invalid, and again when its reason changes (a new failure is news); a
-        Normal event when it becomes Compliant again."""
+        Normal event when it becomes Compliant again. The Deployment gets its own, so that
+        `kubectl describe deployment` says which profile it misses and why (an Audit profile's
+        findings included); a rollout failure has said so there already."""
         key = (record.namespace, record.name)
         before = self._announced.get(key)
         if before is None:  # first look since start-up: what the cluster shows was announced
-            before = {t.name: (t.state, t.message) for t in previous.targets}
+            before = {t.name: _said(t) for t in previous.targets}
         ref = profile_ref(record)
         for target in sorted(targets, key=lambda t: t.name):
-            was = before.get(target.name)
+            was, now = before.get(target.name), _said(target)
             if target.state in WARNINGS:
-                if was == (target.state, target.message):
+                if was is not None and was[:2] == now[:2]:
                     continue
                 if target.state == "Conflicted" and (was is None or was[0] != "Conflicted"):
                     self._metrics.conflicts.inc()
                 self._events.post(ref, "Warning", target.state, f"{target.name}: {target.message}")
+                if target.state in DEPLOYMENT_WARNINGS:
+                    self._tell_deployment(record, target, "Warning", target.state, target.message)
+            elif target.state == "Violating" and audit and was != now:
+                found = "; ".join(v.message for v in target.violations[:NAMED_IN_EVENT])
+                self._tell_deployment(record, target, "Warning", "NotCompliant", f"(Audit) {found}")
             elif target.state == "Compliant" and was is not None and was[0] != "Compliant":
                 self._events.post(ref, "Normal", "Compliant", f"{target.name} is compliant")
-        self._announced[key] = {t.name: (t.state, t.message) for t in targets}
+                if was[0] in DEPLOYMENT_WARNINGS or was[0] == "Violating":
+                    self._tell_deployment(record, target, "Normal", "Compliant", "compliant")
+        self._announced[key] = {t.name: _said(t) for t in targets}
+
+    def _tell_deployment(
+        self, record: ProfileRecord, target: Target, type_: str, reason: str, what: str
+    ) -> None:
+        stored = self._world.stored(record.namespace, target.name)
+        if stored is not None:
+            ref = ObjectRef("apps/v1", "Deployment", record.namespace, target.name, stored.view().uid)
+            self._events.post(ref, type_, reason, f"ServiceProfile {record.name}: {what}")
 
     async def _write(self, record: ProfileRecord, status: ServiceProfileStatus, bound: Any) -> bool:
         wanted = status.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -181,6 +202,11 @@ class StatusWriter:
         self._metrics.status_writes.inc()
         bound.info("status_written", matched=status.summary.matched, compliant=status.summary.compliant)
         return True
+
+
+def _said(target: Target) -> tuple[str, str, tuple[str, ...]]:
+    """What an Event about the target said: a new state, reason or finding is news."""
+    return (target.state, target.message, tuple(sorted(v.check for v in target.violations)))
 
 
 def _same_status(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:

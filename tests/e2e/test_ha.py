@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 import yaml
 from tests.conftest import ROOT, Kube
 from tests.e2e.conftest import Operator, start_operator, stop_operator, wait_for
-from tests.e2e.test_faults import fleet
+from tests.e2e.test_faults import fleet, scrape
 from tests.e2e.test_profiles import PROBES, container, deployment, simple_deployment, simple_profile
 
 pytestmark = pytest.mark.e2e
@@ -33,16 +34,7 @@ def peering_namespace(kube: Kube, crd: None) -> Iterator[str]:
     kube.apply(yaml.safe_dump_all(crds), "--server-side")
     kube.run("wait", "--for=condition=Established", "crd/kopfpeerings.kopf.dev", "--timeout=60s")
     name = f"solo-ha-{uuid.uuid4().hex[:6]}"
-    kube.run("create", "namespace", name)
-    kube.apply(
-        yaml.safe_dump(
-            {
-                "apiVersion": "kopf.dev/v1",
-                "kind": "KopfPeering",
-                "metadata": {"name": "readiness-operator", "namespace": name},
-            }
-        )
-    )
+    kube.run("create", "namespace", name)  # no KopfPeering: the operator creates its own
     yield name
     kube.run("delete", "namespace", name, "--wait=false", check=False)
 
@@ -62,6 +54,12 @@ def start(kube: Kube, namespace: str, priority: int, log_dir: Path, workers: str
     )
 
 
+def series(op: Operator, name: str) -> int:
+    """How many series of ``name`` the replica exports."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{op.metrics_port}/metrics", timeout=3) as response:
+        return sum(1 for line in response.read().decode().splitlines() if line.startswith(f"{name}{{"))
+
+
 def applied_by(log: Path) -> int:
     return log.read_text(errors="replace").count('"event": "deployment_applied"')
 
@@ -79,6 +77,14 @@ def test_the_standby_takes_over_when_the_active_replica_dies(
         kube.run("wait", "-n", ns, "--for=condition=Compliant", "serviceprofile/api", "--timeout=60s")
         assert applied_by(logs[200]) == 1
         assert applied_by(logs[100]) == 0, "the standby does not act"
+        # The replicas made their own peering object, and say which of them acts.
+        peers = kube.json("get", "kopfpeering", "readiness-operator", "-n", ns).get("status", {})
+        assert {"replica-200", "replica-100"} <= set(peers), peers
+        wait_for(lambda: scrape(active, "readiness_active") == 1, what="the active replica says so")
+        wait_for(lambda: scrape(standby, "readiness_active") == 0, what="the standby says so")
+        assert series(active, "readiness_profile_compliance_ratio") == 1
+        assert series(standby, "readiness_profile_compliance_ratio") == 0, "no frozen gauges on standby"
+        assert scrape(active, "readiness_build_info") == 1
 
         active.process.send_signal(signal.SIGKILL)  # a crash: no goodbye in the peering object
         active.process.wait(timeout=10)
@@ -99,6 +105,8 @@ def test_the_standby_takes_over_when_the_active_replica_dies(
         )
         takeover = time.monotonic() - killed
         assert applied_by(logs[100]) == 1
+        wait_for(lambda: scrape(standby, "readiness_active") == 1, what="the new active replica says so")
+        assert series(standby, "readiness_profile_compliance_ratio") == 1
         sys.stderr.write(f"failover after SIGKILL: {takeover:.1f}s (peering lifetime {LIFETIME}s)\n")
         assert "Resuming operations" in logs[100].read_text()
     finally:

@@ -334,7 +334,8 @@ async def test_a_stale_view_of_our_own_status_posts_no_duplicate_warning(twin: T
     op.reconciler.forget_decisions()
     twin.fail_next = ApiError(409, "Conflict", "conflict", [cause])
     await op.converge()
-    assert [e for e in twin.events if e[2] == "Conflicted"] == [("p", "Warning", "Conflicted")]
+    conflicted = [e for e in twin.events if e[2] == "Conflicted"]
+    assert conflicted == [("p", "Warning", "Conflicted"), ("api", "Warning", "Conflicted")], "once each"
     assert len(twin.status_patches) == 1
 
 
@@ -481,8 +482,8 @@ async def test_a_new_reason_gets_its_own_warning_and_the_same_one_none(twin: Twi
         op.reconciler.forget_decisions()
         await op.converge()
     warnings = [e for e in twin.events if e[1] == "Warning"]
-    assert warnings == [("p", "Warning", "Conflicted"), ("p", "Warning", "Conflicted")], (
-        "once for helm, once more when argocd is the new reason"
+    assert warnings == [("p", "Warning", "Conflicted"), ("api", "Warning", "Conflicted")] * 2, (
+        "once for helm, once more when argocd is the new reason, on the profile and the Deployment"
     )
     assert op.metrics.registry.get_sample_value("readiness_conflicts_total") == 1.0, "one conflict episode"
 
@@ -682,3 +683,28 @@ async def test_a_halted_profile_deleted_and_created_again_starts_afresh(twin: Tw
     twin.add_profile(NS, "p", spec, uid="uid-p-again")  # generation 1 again, a new object
     await op.converge()
     assert [n for n, _ in twin.applies] == ["api-0", "api-1"], "the old halt is not the new profile's"
+
+
+async def test_kubectl_describe_deployment_says_what_an_audit_profile_finds(twin: Twin) -> None:
+    twin.add_deployment(deployment())
+    twin.add_profile(NS, "p", {**PROFILE, "mode": "Audit"})
+    op = Operator(twin)
+    await op.converge()
+    said = [e for e in twin.events if e[0] == "api"]
+    assert said == [("api", "Warning", "NotCompliant")]
+    message = twin.event_messages[-1]
+    assert message.startswith("ServiceProfile p: (Audit) ") and "readiness" in message, message
+    op.reconciler.forget_decisions()
+    await op.converge()
+    assert [e for e in twin.events if e[0] == "api"] == said, "once per change, not per pass"
+
+    # The team adds what the profile asks for: the Deployment hears that too.
+    body = twin.deployments[(NS, "api")]
+    container = body["spec"]["template"]["spec"]["containers"][0]
+    container["readinessProbe"] = {"httpGet": {"path": "/ready", "port": "http"}}
+    container["resources"] = {"limits": {"memory": "256Mi"}}
+    body["metadata"]["generation"] += 1
+    twin.touch(NS, "api")
+    await op.converge()
+    assert [e for e in twin.events if e[0] == "api"][1:] == [("api", "Normal", "Compliant")]
+    assert twin.applies == [], "an Audit profile writes nothing"

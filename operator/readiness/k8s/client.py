@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
 import re
 import uuid
 from collections.abc import Callable, Mapping
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
 
 import urllib3
+import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
@@ -51,6 +53,10 @@ class Cluster(Protocol):
     async def post_event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None: ...
 
 
+class NoCredentials(Exception):
+    """Neither the pod's service account nor a usable kubeconfig: the operator cannot start."""
+
+
 def load_api_client(connections: int = 10) -> k8s.ApiClient:
     """KUBECONFIG (or ~/.kube/config) when present, else the in-cluster service account.
 
@@ -61,7 +67,16 @@ def load_api_client(connections: int = 10) -> k8s.ApiClient:
     try:
         k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     except k8s_config.ConfigException:
-        k8s_config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        path = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+        if not any(os.path.exists(p) for p in path.split(os.pathsep)):
+            raise NoCredentials(
+                f"no cluster credentials: not running in a pod and no kubeconfig ({path}); set KUBECONFIG"
+            ) from None
+        try:
+            k8s_config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        except (k8s_config.ConfigException, yaml.YAMLError, OSError, ValueError) as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise NoCredentials(f"cannot use the kubeconfig {path}: {first}") from None
     configuration.connection_pool_maxsize = connections
     return k8s.ApiClient(configuration)
 
@@ -301,6 +316,55 @@ class KubernetesCluster:
             if error.status == 404:
                 return None
             raise
+
+    async def create_peering(self, name: str, namespace: str | None) -> bool:
+        """Create kopf's peering object unless it exists (kopf patches it but never creates it,
+        and keeps its watches paused until it exists). True when this call created it."""
+        kind = "ClusterKopfPeering" if namespace is None else "KopfPeering"
+        body = {"apiVersion": "kopf.dev/v1", "kind": kind, "metadata": {"name": name}}
+
+        def call() -> None:
+            if namespace is None:
+                response = self._custom.create_cluster_custom_object(
+                    "kopf.dev", "v1", "clusterkopfpeerings", body, _preload_content=False
+                )
+            else:
+                response = self._custom.create_namespaced_custom_object(
+                    "kopf.dev", "v1", namespace, "kopfpeerings", body, _preload_content=False
+                )
+            _body(response)
+
+        try:
+            await self._call(call, "create_peering")
+        except ApiError as error:
+            if error.status == 409:
+                return False
+            raise
+        return True
+
+    async def peering_namespaces(self, name: str) -> set[str]:
+        """The namespaces that hold a KopfPeering called ``name``."""
+
+        def call() -> set[str]:
+            listed = _body(
+                self._custom.list_cluster_custom_object(
+                    "kopf.dev", "v1", "kopfpeerings", _preload_content=False
+                )
+            )
+            return {
+                str(item["metadata"]["namespace"])
+                for item in listed.get("items") or ()
+                if item["metadata"]["name"] == name
+            }
+
+        return await self._call(call, "list_peerings")
+
+    async def list_namespaces(self) -> list[str]:
+        def call() -> list[str]:
+            listed = _body(self._core.list_namespace(_preload_content=False))
+            return [str(item["metadata"]["name"]) for item in listed.get("items") or ()]
+
+        return await self._call(call, "list_namespaces")
 
     async def crd_established(self) -> bool:
         """True when the ServiceProfile CRD exists and the apiserver serves it; False when it is

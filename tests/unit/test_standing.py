@@ -1,0 +1,159 @@
+"""Which replica acts, and what each one says about it: the active gauge, no frozen per-profile
+series on a standby, a fresh look at everything on taking over; the peering objects the
+operator makes for itself; the watched-namespace globs."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from tests.twin import Twin
+from tests.unit.test_reconcile import NS, PROFILE, deployment
+
+from readiness.app import Peerings
+from readiness.board import Board
+from readiness.controller import Controller, WorkKey
+from readiness.events import EventSink
+from readiness.k8s import ApiError
+from readiness.metrics import Metrics
+from readiness.peering import PeeringGate
+from readiness.reconcile import Reconciler
+from readiness.settings import Settings
+from readiness.statuswriter import StatusWriter
+from readiness.workqueue import WorkQueue
+
+
+class Peering:
+    """A peering object whose status the test sets: who else is alive, with what priority."""
+
+    def __init__(self) -> None:
+        self.rival: int | None = None
+
+    async def read(self, scope: str | None) -> dict[str, Any]:
+        if self.rival is None:
+            return {"status": {}}
+        now = dt.datetime.now(dt.UTC).isoformat()
+        return {"status": {"rival": {"priority": self.rival, "lastseen": now, "lifetime": 60}}}
+
+
+async def test_a_standby_exports_no_profile_series_and_a_take_over_decides_afresh() -> None:
+    twin = Twin()
+    twin.add_deployment(deployment())
+    twin.add_profile(NS, "p", PROFILE)
+    peering = Peering()
+    metrics = Metrics(version="1.2.3")
+    board = Board()
+    events = EventSink(twin, metrics)
+    queue: WorkQueue[WorkKey] = WorkQueue(metrics)
+    controller = Controller(
+        twin.world,
+        board,
+        Reconciler(twin, twin.world, board, metrics, events),
+        StatusWriter(twin, twin.world, board, metrics, events),
+        queue,
+        PeeringGate(peering.read, me="me", priority=100, clusterwide=True, ttl=0),
+        metrics=metrics,
+    )
+    ratio = {"namespace": NS, "profile": "p"}
+    metrics.observe_profile(NS, "p", ["Compliant"], [], 100)
+
+    assert await controller.stand()
+    assert metrics.registry.get_sample_value("readiness_active") == 1
+    assert metrics.registry.get_sample_value("readiness_profile_compliance_ratio", ratio) == 1
+
+    peering.rival = 200  # a replica with a higher priority is alive: this one stands by
+    assert not await controller.stand()
+    assert metrics.registry.get_sample_value("readiness_active") == 0
+    assert metrics.profiles() == []
+    assert metrics.registry.get_sample_value("readiness_profile_compliance_ratio", ratio) is None
+
+    peering.rival = None  # the other one went: this one takes over and looks at everything again
+    queued = queue.depth
+    assert await controller.stand()
+    assert queue.depth > queued, "a take-over resyncs"
+    assert metrics.registry.get_sample_value("readiness_active") == 1
+    controller.close()
+
+
+def test_build_info_and_process_metrics() -> None:
+    metrics = Metrics(version="1.2.3")
+    samples = {s.name: s for m in metrics.registry.collect() for s in m.samples}
+    assert samples["readiness_build_info"].labels["version"] == "1.2.3"
+    assert samples["readiness_build_info"].value == 1
+    assert "process_resident_memory_bytes" in samples
+    assert "python_info" in samples
+
+
+class FakePeeringApi:
+    def __init__(self, clusterwide: bool, forbidden: bool = False) -> None:
+        self.cluster_object: dict[str, Any] | None = None
+        self.held = {"shop-a"}
+        self.created: list[str | None] = []
+        self.forbidden = forbidden
+
+    async def read_peering(self, name: str, namespace: str | None) -> dict[str, Any] | None:
+        return self.cluster_object
+
+    async def peering_namespaces(self, name: str) -> set[str]:
+        return self.held
+
+    async def list_namespaces(self) -> list[str]:
+        return ["shop-a", "shop-b", "shop-dev", "kube-system"]
+
+    async def create_peering(self, name: str, namespace: str | None) -> bool:
+        if self.forbidden:
+            raise ApiError(status=403, reason="Forbidden", message="cannot create")
+        self.created.append(namespace)
+        return True
+
+
+@pytest.mark.parametrize(
+    ("namespaces", "created"),
+    [("", [None]), ("shop-*,!shop-dev", ["shop-b"])],
+)
+async def test_the_operator_creates_the_peering_objects_it_needs(
+    namespaces: str, created: list[str | None]
+) -> None:
+    api = FakePeeringApi(clusterwide=not namespaces)
+    peerings = Peerings(api, Settings(peering="readiness-operator", namespaces=namespaces))  # type: ignore[arg-type]
+    await peerings.ensure()
+    assert api.created == created
+    assert peerings.missing() is None
+
+
+async def test_a_peering_object_it_may_not_create_keeps_it_unready() -> None:
+    api = FakePeeringApi(clusterwide=True, forbidden=True)
+    peerings = Peerings(api, Settings(peering="readiness-operator"))  # type: ignore[arg-type]
+    await peerings.ensure()
+    reason = peerings.missing()
+    assert reason is not None
+    assert "ClusterKopfPeering readiness-operator" in reason
+    assert "RBAC" in reason
+
+
+async def test_standalone_needs_no_peering_object() -> None:
+    api = FakePeeringApi(clusterwide=True)
+    await Peerings(api, Settings()).ensure()  # type: ignore[arg-type]
+    assert api.created == []
+
+
+@pytest.mark.parametrize(
+    ("pattern", "namespace", "watched"),
+    [
+        ("", "anything", True),
+        ("shop", "shop", True),
+        ("shop", "shop-a", False),
+        ("shop-*", "shop-a", True),
+        ("shop-*,!shop-dev", "shop-dev", False),
+        ("!kube-*", "default", True),
+        ("!kube-*", "kube-system", False),
+        # kopf's rule: a later glob brings back only what the first one let in.
+        ("myapp-*, !*-pr-*, *pr-123", "myapp-pr-123", True),
+        ("myapp-*, !*-pr-*, *pr-123", "myapp-pr-456", False),
+        ("myapp-*, !*-pr-*, *pr-123", "otherapp-pr-123", False),
+        ("!*-pr-*, *pr-123", "otherapp-pr-123", True),
+    ],
+)
+def test_watched_namespaces_follow_kopfs_globs(pattern: str, namespace: str, watched: bool) -> None:
+    assert Settings(namespaces=pattern).watches(namespace) is watched
