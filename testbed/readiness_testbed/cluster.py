@@ -433,8 +433,10 @@ class Testbed:
         docs = []
         for i in range(self.nodes):
             name = f"kwok-node-{i}"
-            # kwok pods cost nothing: room for the paced fleet benchmark (1,000 one-replica Deployments).
-            resources = {"cpu": "32", "memory": "256Gi", "pods": "1000", "ephemeral-storage": "1Ti"}
+            # kwok pods cost nothing: room for the paced fleet benchmark (1,000 one-replica Deployments
+            # requesting 100m CPU each, with surge); memory stays below 512Gi, which tests use as
+            # a request no node can hold.
+            resources = {"cpu": "1000", "memory": "256Gi", "pods": "1000", "ephemeral-storage": "1Ti"}
             docs.append(
                 {
                     "apiVersion": "v1",
