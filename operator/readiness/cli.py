@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import IO
-
 import click
 
 from . import __version__
@@ -33,27 +31,74 @@ def run() -> None:
     run_operator()
 
 
-@main.command("audit")
-@click.argument("files", nargs=-1, type=click.File("r"))
-def audit_command(files: tuple[IO[str], ...]) -> None:
-    """Check Deployment manifests against the ServiceProfiles among them, without a cluster.
+_AUDIT_EPILOG = """\b
+Exit codes:
+  0  every Deployment is compliant (an unselected one too, unless --require-profile)
+  1  findings: a Deployment is not compliant (Violating, Conflicted, Ambiguous, Invalid),
+     or, with --require-profile, no profile selects it
+  2  usage or input errors: a missing or unreadable file, YAML that does not parse,
+     a Deployment the apiserver would refuse, or a ServiceProfile it would refuse
+     (each reported on stderr with the file, the line and the field)
 
-    Reads YAML from FILES (or stdin with -). Exits 1 when a Deployment is not compliant,
-    2 when a profile is invalid, so it can gate a merge request.
+\b
+Examples:
+  readiness audit deploy/ profiles/
+  kubectl get deploy,sp -n shop -o yaml | readiness audit --require-profile
+  readiness audit -o sarif k8s/ > readiness.sarif
+"""
+
+
+@main.command("audit", epilog=_AUDIT_EPILOG)
+@click.argument("paths", nargs=-1, type=click.Path(allow_dash=True), metavar="[PATH]...")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["text", "json", "sarif"]),
+    default="text",
+    show_default=True,
+    help="Report format on stdout: text for people, json for scripts, sarif (2.1.0) for code scanning.",
+)
+@click.option(
+    "--require-profile",
+    is_flag=True,
+    help="A Deployment that no ServiceProfile selects fails the run (exit 1) instead of being listed.",
+)
+@click.option(
+    "-n",
+    "--namespace",
+    default="default",
+    show_default=True,
+    help="Namespace of the objects that name none, as with kubectl apply -n.",
+)
+def audit_command(paths: tuple[str, ...], output: str, require_profile: bool, namespace: str) -> None:
+    """Check Deployments against the ServiceProfiles among the manifests, without a cluster.
+
+    PATH is a manifest file (YAML, multi-document, or JSON; `kubectl get -o yaml` Lists too),
+    a directory (read recursively for *.yaml, *.yml and *.json) or - for stdin, which is also
+    read when no PATH is given. ServiceProfiles are checked as the apiserver's admission checks
+    them; every Deployment is judged as the operator would judge it, under the profiles of its
+    namespace, and one that no profile selects is reported as unselected.
     """
     import sys
 
-    import yaml
+    from .audit import audit
+    from .manifests import read
+    from .report import dumps, render_errors, render_json, render_sarif, render_text
 
-    from .audit import audit, render
-
-    documents = [d for f in (files or (click.open_file("-"),)) for d in yaml.safe_load_all(f) if d]
-    findings, errors = audit(documents)
-    click.echo(render(findings, errors))
-    if errors:
-        sys.exit(2)
-    if any(not f.compliant for f in findings):
-        sys.exit(1)
+    stdin = click.open_file("-")
+    if not paths and stdin.isatty():
+        raise click.UsageError("name manifest files or directories, or pipe manifests in (- reads stdin)")
+    documents, problems = read(paths, stdin)
+    result = audit(documents, namespace=namespace, require_profile=require_profile, input_errors=problems)
+    for line in render_errors(result):
+        click.echo(line, err=True)
+    if output == "json":
+        click.echo(dumps(render_json(result)))
+    elif output == "sarif":
+        click.echo(dumps(render_sarif(result, __version__)))
+    else:
+        click.echo(render_text(result))
+    sys.exit(result.exit_code)
 
 
 @main.command()

@@ -3,59 +3,13 @@ admission, by the real apiserver, with a message naming the field and saying wha
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from tests.conftest import ROOT, Kube
-
-CORPUS = yaml.safe_load((ROOT / "tests" / "data" / "invalid-profiles.yaml").read_text())
-HUGE = {"HUGE_PATH": "/" + "p" * 2000, "HUGE_NAME": "n" * 300}
-VALID: dict[str, Any] = {
-    "selector": {"matchLabels": {"app": "api"}},
-    "probes": {
-        "port": "http",
-        "liveness": {"type": "httpGet", "path": "/healthz"},
-        "readiness": {"type": "httpGet", "path": "/ready", "periodSeconds": 5},
-    },
-    "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
-    "shutdown": {"terminationGracePeriodSeconds": 30, "preStopSleepSeconds": 5},
-    "metrics": {"port": "metrics", "path": "/metrics"},
-    "tracing": {"endpoint": "http://collector:4317", "samplerArg": "0.1"},
-    "runtime": {"go": {"memoryLimitRatio": 0.9}},
-    "logging": {"format": "json", "level": "info"},
-}
-
-
-def merged(base: Any, change: Any) -> Any:
-    """``change`` over ``base``: mappings merge, None removes, an empty mapping or anything else
-    replaces."""
-    if isinstance(base, dict) and isinstance(change, dict) and change:
-        out = copy.deepcopy(base)
-        for key, value in change.items():
-            if value is None:
-                out.pop(key, None)
-            else:
-                out[key] = merged(base.get(key), value)
-        return out
-    if isinstance(change, str):
-        return HUGE.get(change, change)
-    if isinstance(change, list):
-        return [merged(None, item) for item in change]
-    return copy.deepcopy(change)
-
-
-def manifest(namespace: str, name: str, spec: dict[str, Any]) -> str:
-    return yaml.safe_dump(
-        {
-            "apiVersion": "readiness.dev/v1alpha1",
-            "kind": "ServiceProfile",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": spec,
-        }
-    )
+from tests.profile_corpus import CORPUS, VALID, manifest, merged
 
 
 def test_the_corpus_is_large_and_its_base_is_valid(kube: Kube, namespace: str, crd: None) -> None:
