@@ -693,7 +693,8 @@ async def test_kubectl_describe_deployment_says_what_an_audit_profile_finds(twin
     said = [e for e in twin.events if e[0] == "api"]
     assert said == [("api", "Warning", "NotCompliant")]
     message = twin.event_messages[-1]
-    assert message.startswith("ServiceProfile p: (Audit) ") and "readiness" in message, message
+    assert message.startswith("ServiceProfile p: (Audit) "), message
+    assert "readiness" in message, message
     op.reconciler.forget_decisions()
     await op.converge()
     assert [e for e in twin.events if e[0] == "api"] == said, "once per change, not per pass"

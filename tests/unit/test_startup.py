@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.conftest import ROOT
 
 from readiness.app import unknown_variables
 
@@ -78,3 +79,18 @@ def test_a_busy_port_is_one_line(tmp_path: Path) -> None:
         f"readiness: cannot listen on port {port} (READINESS_HEALTH_PORT): address already in use"
     )
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_shell_completion_as_the_readme_shows_it(shell: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "readiness"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={k: v for k, v in os.environ.items() if k in ("PATH", "PYTHONPATH")}
+        | {"_READINESS_COMPLETE": f"{shell}_source"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "_READINESS_COMPLETE" in result.stdout
+    assert f"{shell}_source" in (ROOT / "README.md").read_text(), "documented"
