@@ -158,8 +158,8 @@ async def operate(settings: Settings) -> None:
         metrics=metrics,
     )
     workers: Workers[WorkKey] = Workers(queue, controller.work, settings.workers)
-    stand = Every(5.0, controller.stand, "standing")
     peerings = Peerings(cluster, settings)
+    stand = Every(5.0, lambda: controller.stand(peerings.watched), "standing")
     keep_peerings = Every(60.0, peerings.ensure, "peering-objects")
     resync = Every(settings.resync_seconds, controller.resync, "resync")
     trimmer = Trimmer(busy=lambda: bool(queue.busy or queue.depth), worked=lambda: queue.taken)
@@ -230,7 +230,7 @@ async def operate(settings: Settings) -> None:
             f"cannot listen on port {error.port} ({', '.join(named)}): {error.reason}"
         ) from None
     await peerings.ensure()
-    await controller.stand()
+    await controller.stand(peerings.watched)
     log.info(
         "operator_starting",
         version=__version__,
@@ -267,6 +267,7 @@ class Peerings:
         self._cluster = cluster
         self._settings = settings
         self._missing: list[str] = []
+        self.watched: list[str] = []  # with peering per namespace: the namespaces it serves
 
     async def ensure(self) -> None:
         name = self._settings.peering
@@ -279,7 +280,8 @@ class Peerings:
         else:
             held = await self._cluster.peering_namespaces(name)
             listed = await self._cluster.list_namespaces()
-            scopes = [ns for ns in listed if self._settings.watches(ns) and ns not in held]
+            self.watched = [ns for ns in listed if self._settings.watches(ns)]
+            scopes = [ns for ns in self.watched if ns not in held]
         for scope in scopes:
             where = f"KopfPeering {scope}/{name}" if scope else f"ClusterKopfPeering {name}"
             try:

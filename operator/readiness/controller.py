@@ -14,7 +14,7 @@ One door: every event, deletions included, only updates the world and queues key
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import structlog
@@ -155,11 +155,16 @@ class Controller:
         for key in self._world.all_profiles():
             self.status(key)
 
-    async def stand(self) -> bool:
-        """Whether this replica acts, for the cluster or for any namespace it knows. A standby
+    async def stand(self, watched: Iterable[str] = ()) -> bool:
+        """Whether this replica acts, for the cluster or for any namespace it knows or
+        ``watched`` names (a standby's paused watches may have shown it none). A standby
         replica exports no per-profile series (frozen, they would disagree with the active
         one's); a replica that takes over decides everything afresh."""
-        namespaces = {ns for ns, _ in self._world.all_profiles()} | {ns for ns, _ in self._metrics.profiles()}
+        namespaces = (
+            {ns for ns, _ in self._world.all_profiles()}
+            | {ns for ns, _ in self._metrics.profiles()}
+            | set(watched)
+        )
         try:
             if namespaces:
                 acting = {ns for ns in sorted(namespaces) if await self._gate.active(ns)}

@@ -106,7 +106,10 @@ def test_the_standby_takes_over_when_the_active_replica_dies(
         takeover = time.monotonic() - killed
         assert applied_by(logs[100]) == 1
         wait_for(lambda: scrape(standby, "readiness_active") == 1, what="the new active replica says so")
-        assert series(standby, "readiness_profile_compliance_ratio") == 1
+        wait_for(
+            lambda: series(standby, "readiness_profile_compliance_ratio") == 1,
+            what="the new active replica's per-profile series",
+        )
         sys.stderr.write(f"failover after SIGKILL: {takeover:.1f}s (peering lifetime {LIFETIME}s)\n")
         assert "Resuming operations" in logs[100].read_text()
     finally:

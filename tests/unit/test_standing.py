@@ -157,3 +157,26 @@ async def test_standalone_needs_no_peering_object() -> None:
 )
 def test_watched_namespaces_follow_kopfs_globs(pattern: str, namespace: str, watched: bool) -> None:
     assert Settings(namespaces=pattern).watches(namespace) is watched
+
+
+async def test_a_standby_that_has_seen_nothing_still_knows_it_stands_by() -> None:
+    """Peering per namespace: kopf pauses a standby's watches, so it knows no profile; the
+    namespaces it serves are asked about all the same."""
+    twin = Twin()
+    peering = Peering()
+    peering.rival = 200
+    metrics = Metrics()
+    board = Board()
+    events = EventSink(twin, metrics)
+    controller = Controller(
+        twin.world,
+        board,
+        Reconciler(twin, twin.world, board, metrics, events),
+        StatusWriter(twin, twin.world, board, metrics, events),
+        WorkQueue(metrics),
+        PeeringGate(peering.read, me="me", priority=100, clusterwide=False, ttl=0),
+        metrics=metrics,
+    )
+    assert not await controller.stand(["shop-a"])
+    assert metrics.registry.get_sample_value("readiness_active") == 0
+    controller.close()
