@@ -7,12 +7,14 @@ PY := $(VENV)/bin/python
 TESTBED := PYTHONPATH=testbed $(PY) -m readiness_testbed
 TESTBED_DIR := .testbed
 KUBECTL := $(TESTBED_DIR)/bin/kubectl --kubeconfig $(TESTBED_DIR)/kubeconfig
+CHART := charts/readiness-operator
 
-.PHONY: help venv lint crds unit e2e test demo demo-status testbed-build testbed-up testbed-down bench bench-fleet bench-paced clean
+.PHONY: help venv lint crds chart unit e2e test demo demo-status testbed-build testbed-up testbed-down bench bench-fleet bench-paced clean
 
 help:
 	@echo "make demo          start the local control plane and run the operator on examples/"
 	@echo "make test          lint, types, import contract, unit and end-to-end tests"
+	@echo "make chart         refresh the chart's copies, helm lint it and package it into dist/"
 	@echo "make testbed-up    start the local control plane (.testbed/kubeconfig)"
 	@echo "make testbed-down  stop it"
 	@echo "make bench         run the benchmarks in bench/"
@@ -33,8 +35,21 @@ lint: venv
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
+# One source for each CRD: the ServiceProfile CRD is generated from the models, kopf's peering
+# CRDs live in deploy/; the chart carries copies (tests/unit/test_packaging.py fails while stale).
 crds: venv
 	$(VENV)/bin/readiness crd > crds/serviceprofiles.readiness.dev.yaml
+	cp crds/serviceprofiles.readiness.dev.yaml $(CHART)/crds/serviceprofiles.readiness.dev.yaml
+	cp deploy/peering-crds.yaml $(CHART)/crds/peering-crds.yaml
+
+# The chart's copies of deploy/monitoring/, then helm lint (defaults and ci/ values) and package.
+# `make test` lints and renders it too (tests/unit/test_chart.py), with the same pinned helm.
+chart: crds testbed-build
+	cp deploy/monitoring/prometheusrule.yaml deploy/monitoring/dashboard.json $(CHART)/files/
+	helm=$$($(TESTBED) build | awk '$$1 == "helm" {print $$2}'); \
+	"$$helm" lint --strict $(CHART); \
+	"$$helm" lint --strict $(CHART) -f $(CHART)/ci/namespaced-values.yaml; \
+	"$$helm" package $(CHART) --destination dist/
 
 testbed-build: venv
 	$(TESTBED) build

@@ -77,6 +77,28 @@ def _kubernetes() -> Component:
     return dataclasses.replace(base, ldflags=ldflags)
 
 
+def _helm() -> Component:
+    base = Component(
+        name="helm",
+        module_dir="helm",
+        module="helm.sh/helm/v3",
+        packages=("helm.sh/helm/v3/cmd/helm",),
+        programs=("helm",),
+    )
+    version = base.version()
+    # Upstream's release flags (its Makefile): the version, and the Kubernetes version that
+    # `helm template` and `helm lint` assume, from the client-go it is built with (v0.X -> 1.X).
+    client_go = dataclasses.replace(base, module="k8s.io/client-go").version()
+    minor = client_go.lstrip("v").split(".")[1]
+    ldflags = (
+        f"-X helm.sh/helm/v3/internal/version.version={version}",
+        "-X helm.sh/helm/v3/internal/version.gitTreeState=clean",
+        *(f"-X helm.sh/helm/v3/pkg/{p}.k8sVersionMajor=1" for p in ("lint/rules", "chartutil")),
+        *(f"-X helm.sh/helm/v3/pkg/{p}.k8sVersionMinor={minor}" for p in ("lint/rules", "chartutil")),
+    )
+    return dataclasses.replace(base, ldflags=ldflags)
+
+
 def components() -> tuple[Component, ...]:
     return (
         Component(
@@ -94,6 +116,7 @@ def components() -> tuple[Component, ...]:
             packages=("sigs.k8s.io/kwok/cmd/kwok",),
             programs=("kwok",),
         ),
+        _helm(),  # not part of the control plane: the chart's lint/template and install tests use it
     )
 
 

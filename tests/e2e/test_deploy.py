@@ -1,9 +1,12 @@
 """The install: `kubectl apply -k deploy/` is accepted, its pods pass the restricted Pod Security
-level, and its RBAC grants what the operator needs and nothing more."""
+level, and its RBAC grants what the operator needs and nothing more. On a control plane of its
+own, one `kubectl apply --server-side -k` installs on a fresh cluster and one `kubectl delete -k`
+removes it all."""
 
 from __future__ import annotations
 
 import copy
+import os
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -15,6 +18,8 @@ import pytest
 import yaml
 from tests.conftest import ROOT, Kube
 from tests.e2e.conftest import start_operator, stop_operator, wait_for
+
+from readiness_testbed import Testbed as ControlPlane
 
 pytestmark = pytest.mark.e2e
 DEPLOY = ROOT / "deploy"
@@ -31,9 +36,10 @@ def can(kube: Kube, verb: str, resource: str, *extra: str) -> bool:
 @pytest.fixture(scope="module")
 def rendered(kube: Kube, crd: None) -> list[dict[str, Any]]:
     """The install as kustomize renders it, with what must exist before the rest of it can even
-    be dry-run already applied for real, as on a fresh cluster: the namespace (namespaced objects
-    cannot be dry-run into a namespace that does not exist), the CRDs (kubectl cannot map a kind
-    whose CRD is not established) and the RBAC. Server-side apply makes this idempotent."""
+    be dry-run already applied for real: the namespace (namespaced objects cannot be dry-run into
+    a namespace that does not exist), the peering CRDs and the RBAC. Server-side apply makes this
+    idempotent. The ServiceProfile CRD stays as the session installed it (the `crd` fixture); the
+    real first install is test_one_apply_installs_on_a_fresh_cluster_and_one_delete_removes_it."""
     for manifest in ("namespace.yaml", "peering-crds.yaml", "rbac.yaml"):
         kube.run("apply", "--server-side", "-f", str(DEPLOY / manifest))
     kube.run(
@@ -93,6 +99,9 @@ def test_the_service_account_may_do_what_the_operator_does_and_nothing_more(kube
         ("create", "events.events.k8s.io", "-n", "shop"),
         ("patch", "clusterkopfpeerings.kopf.dev"),
         ("patch", "kopfpeerings.kopf.dev", "-n", "shop"),
+        # The operator creates its peering object when it is missing.
+        ("create", "clusterkopfpeerings.kopf.dev"),
+        ("create", "kopfpeerings.kopf.dev", "-n", "shop"),
         ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
         ("watch", "namespaces"),
     ):
@@ -111,7 +120,7 @@ def test_the_service_account_may_do_what_the_operator_does_and_nothing_more(kube
         ("delete", "serviceprofiles.readiness.dev", "-n", "shop"),
         ("delete", "namespaces"),
         ("get", "configmaps", "-n", "shop"),
-        ("create", "clusterkopfpeerings.kopf.dev"),
+        ("delete", "clusterkopfpeerings.kopf.dev"),
         ("patch", "customresourcedefinitions.apiextensions.k8s.io"),
         ("bind", "clusterroles.rbac.authorization.k8s.io"),
         ("impersonate", "serviceaccounts", "-n", NAMESPACE),
@@ -225,3 +234,117 @@ def _compliant(kube: Kube, ns: str, process: subprocess.Popen[bytes], log: Path)
     profile = kube.json("get", "serviceprofile", "web", "-n", ns)
     conditions = profile.get("status", {}).get("conditions", [])
     return any(c["type"] == "Compliant" and c["status"] == "True" for c in conditions)
+
+
+# --- the first install and the uninstall, on a control plane of their own ---------------------
+# Both delete the CRDs, which would stop the session's operator (see test_faults.py); a control
+# plane of their own is also the fresh cluster the first install must work on.
+
+IMAGE = "registry.example.com/platform/readiness-operator"
+CRDS = ("serviceprofiles.readiness.dev", "clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev")
+
+
+def own_control_plane(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[ControlPlane]:
+    """A control plane of a test module's own (one fake node), stopped after it."""
+    bed = ControlPlane(tmp_path_factory.mktemp(name) / "testbed", nodes=1)
+    bed.up()
+    try:
+        yield bed
+    finally:
+        bed.down()
+
+
+def without_the_crds(bed: ControlPlane) -> Kube:
+    """kubectl on ``bed`` with none of the install's CRDs (deleted if a previous test left
+    them), as on a cluster that never had it."""
+    kube = Kube(kubectl=bed.kubectl, kubeconfig=bed.kubeconfig)
+    kube.run("delete", "crd", *CRDS, "--ignore-not-found", "--wait=true")
+    assert not kube.run("get", "crd", "-o", "name").stdout.strip()
+    return kube
+
+
+@pytest.fixture(scope="module")
+def fresh_bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    yield from own_control_plane(tmp_path_factory, "install")
+
+
+@pytest.fixture
+def fresh_kube(fresh_bed: ControlPlane) -> Kube:
+    return without_the_crds(fresh_bed)
+
+
+def _overlay(tmp_path: Path, tag: str) -> Path:
+    """What a user writes to set the image: an overlay of deploy/ with its own `images:` entry."""
+    overlay = tmp_path / "overlay"
+    overlay.mkdir(parents=True)
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [os.path.relpath(DEPLOY, overlay)],  # kustomize refuses absolute paths
+        "images": [{"name": "readiness-operator", "newName": IMAGE, "newTag": tag}],
+    }
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    return overlay
+
+
+def test_one_apply_installs_on_a_fresh_cluster_and_one_delete_removes_it(
+    fresh_kube: Kube, tmp_path: Path
+) -> None:
+    kube = fresh_kube
+    overlay = _overlay(tmp_path, "9.9.9")
+    rendered = [d for d in yaml.safe_load_all(kube.run("kustomize", str(overlay)).stdout) if d]
+    applied = kube.run("apply", "--server-side", "-k", str(overlay), check=False)
+    assert applied.returncode == 0, f"the first apply failed:\n{applied.stdout}\n{applied.stderr}"
+    assert "error" not in applied.stderr.lower(), applied.stderr
+    for doc in rendered:
+        kind, name = doc["kind"].lower(), doc["metadata"]["name"]
+        ns = doc["metadata"].get("namespace")
+        kube.run("get", kind, name, *(["-n", ns] if ns else []))
+    kube.run("wait", "--for=condition=Established", *(f"crd/{c}" for c in CRDS), "--timeout=60s")
+    deployment = kube.json("get", "deployment", ACCOUNT, "-n", NAMESPACE)
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == f"{IMAGE}:9.9.9"
+    # The pods are admitted under the restricted level the namespace enforces (kwok runs them).
+    kube.run("rollout", "status", f"deployment/{ACCOUNT}", "-n", NAMESPACE, "--timeout=90s")
+    assert kube.json("get", "namespace", NAMESPACE)["metadata"]["labels"][
+        "pod-security.kubernetes.io/enforce"
+    ] == ("restricted")
+    # The CRDs serve: a profile is accepted (and the install made no custom resource of its own).
+    kube.run("create", "namespace", "shop")
+    profile = {
+        "apiVersion": "readiness.dev/v1alpha1",
+        "kind": "ServiceProfile",
+        "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}}},
+    }
+    kube.apply(yaml.safe_dump(profile), "--server-side")
+    assert not kube.json("get", "clusterkopfpeerings")["items"]
+
+    # Upgrade: the same command with a new tag changes the image, and only that.
+    upgraded = kube.run("apply", "--server-side", "-k", str(_overlay(tmp_path / "v2", "9.9.10")), check=False)
+    assert upgraded.returncode == 0, upgraded.stderr
+    (container,) = kube.json("get", "deployment", ACCOUNT, "-n", NAMESPACE)["spec"]["template"]["spec"][
+        "containers"
+    ]
+    assert container["image"] == f"{IMAGE}:9.9.10"
+
+    # --wait=false: kubectl would wait for the CRDs to go, and the apiserver's CRD cleanup can
+    # fail once with "could not list instances: storage is (re)initializing" (the CRD's storage is
+    # rebuilt as it turns Terminating) and back off for minutes before it finishes.
+    deleted = kube.run("delete", "-k", str(overlay), "--wait=false", check=False)
+    assert deleted.returncode == 0, f"the uninstall failed:\n{deleted.stdout}\n{deleted.stderr}"
+    for doc in rendered:
+        kind, name = doc["kind"].lower(), doc["metadata"]["name"]
+        ns = doc["metadata"].get("namespace")
+        wait_for(
+            partial(_gone, kube, kind, name, ns),
+            timeout=360 if kind == "customresourcedefinition" else 120,
+            what=f"{kind}/{name} gone",
+        )
+    # The CRDs went, and every ServiceProfile with them.
+    assert not kube.run("get", "crd", "-o", "name").stdout.strip()
+
+
+def _gone(kube: Kube, kind: str, name: str, namespace: str | None) -> bool:
+    result = kube.run("get", kind, name, *(["-n", namespace] if namespace else []), check=False)
+    return "NotFound" in result.stderr

@@ -15,11 +15,13 @@ import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
 from readiness.metrics import Metrics
+from readiness.models.crd import render_crd_yaml
 from readiness.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 DEPLOY = ROOT / "deploy"
 MONITORING = DEPLOY / "monitoring"
+CHART = ROOT / "charts" / "readiness-operator"
 NAMESPACE = "readiness-system"
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 CLUSTER_SCOPED = {
@@ -27,7 +29,6 @@ CLUSTER_SCOPED = {
     "CustomResourceDefinition",
     "ClusterRole",
     "ClusterRoleBinding",
-    "ClusterKopfPeering",
 }
 
 
@@ -165,6 +166,32 @@ def test_kustomizations_list_every_manifest_and_nothing_missing() -> None:
     assert monitoring["namespace"] == NAMESPACE
 
 
+def test_the_image_is_set_in_one_place() -> None:
+    (base,) = _yaml(DEPLOY / "kustomization.yaml")
+    (image,) = base["images"]
+    (container,) = _deployment()["spec"]["template"]["spec"]["containers"]
+    assert container["image"].partition(":")[0] == image["name"] == "readiness-operator"
+    assert image["newTag"] == VERSION
+    assert image["newName"]
+
+
+def test_crds_come_first_for_gitops() -> None:
+    """Argo CD syncs the CRDs (wave -1) before the rest; the patch that says so matches every CRD."""
+    (base,) = _yaml(DEPLOY / "kustomization.yaml")
+    (patch,) = base["patches"]
+    assert patch["target"] == {"group": "apiextensions.k8s.io", "kind": "CustomResourceDefinition"}
+    body = yaml.safe_load(patch["patch"])
+    assert body["metadata"]["annotations"] == {"argocd.argoproj.io/sync-wave": "-1"}
+
+
+def test_the_install_has_no_custom_resource_of_its_own_crds() -> None:
+    """kubectl cannot map a kind whose CRD arrives in the same apply: the first apply on a fresh
+    cluster would fail. The operator creates its peering object itself."""
+    builtin = {"v1", "apps/v1", "policy/v1", "rbac.authorization.k8s.io/v1", "apiextensions.k8s.io/v1"}
+    for doc in _deploy():
+        assert doc["apiVersion"] in builtin, (doc["kind"], doc["metadata"]["name"])
+
+
 def test_namespaced_objects_live_in_the_operator_namespace() -> None:
     for doc in _deploy():
         namespace = doc["metadata"].get("namespace")
@@ -246,8 +273,9 @@ GRANTS = {
     ("readiness.dev", "serviceprofiles/status"): {"get", "patch"},
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
-    ("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch"},
-    ("kopf.dev", "kopfpeerings"): {"get", "list", "watch", "patch"},
+    # The operator creates its peering object when it is missing; kopf keeps it.
+    ("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "create", "patch"},
+    ("kopf.dev", "kopfpeerings"): {"get", "list", "watch", "create", "patch"},
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
     ("", "namespaces"): {"list", "watch"},
 }
@@ -283,7 +311,7 @@ def test_cluster_role_is_bound_to_the_operator_service_account() -> None:
     assert _deployment()["spec"]["template"]["spec"]["serviceAccountName"] == account["name"]
 
 
-def test_peering_crds_and_object_are_kopfs() -> None:
+def test_peering_crds_are_kopfs_and_the_deployment_peers() -> None:
     crds = {d["spec"]["names"]["kind"]: d for d in _yaml(DEPLOY / "peering-crds.yaml")}
     assert {k: c["spec"]["scope"] for k, c in crds.items()} == {
         "ClusterKopfPeering": "Cluster",
@@ -295,12 +323,36 @@ def test_peering_crds_and_object_are_kopfs() -> None:
         assert (version["name"], version["served"], version["storage"]) == ("v1", True, True)
         status = version["schema"]["openAPIV3Schema"]["properties"]["status"]
         assert status == {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-    # The object the Deployment's replicas peer through, or each one would act alone.
-    peering = _one("ClusterKopfPeering")
-    assert peering["apiVersion"] == "kopf.dev/v1"
+    # The name the replicas peer through (a cluster-wide ClusterKopfPeering the operator creates),
+    # or each one would act alone.
     (container,) = _deployment()["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert peering["metadata"]["name"] == env["READINESS_PEERING"]
+    assert env["READINESS_PEERING"] == "readiness-operator"
+    assert not env.get("READINESS_NAMESPACES"), "cluster-wide, so peering is cluster-wide too"
+
+
+# --- one source for the chart's copies -------------------------------------------------------
+
+
+def test_the_charts_crds_are_the_generated_ones() -> None:
+    """`make crds` writes crds/ and the chart's crds/ from one generator; Helm installs crds/ as is."""
+    generated = render_crd_yaml()
+    assert (ROOT / "crds" / "serviceprofiles.readiness.dev.yaml").read_text() == generated
+    assert (CHART / "crds" / "serviceprofiles.readiness.dev.yaml").read_text() == generated, "run `make crds`"
+    assert (CHART / "crds" / "peering-crds.yaml").read_bytes() == (
+        DEPLOY / "peering-crds.yaml"
+    ).read_bytes(), "run `make crds`"
+    assert {p.name for p in (CHART / "crds").iterdir()} == {
+        "serviceprofiles.readiness.dev.yaml",
+        "peering-crds.yaml",
+    }
+
+
+def test_the_charts_monitoring_files_are_deploys() -> None:
+    for name in ("prometheusrule.yaml", "dashboard.json"):
+        assert (CHART / "files" / name).read_bytes() == (MONITORING / name).read_bytes(), (
+            f"run `make chart` ({name})"
+        )
 
 
 # --- the monitoring --------------------------------------------------------------------------
