@@ -245,7 +245,7 @@ async def operate(settings: Settings) -> None:
             registry=registry,
             settings=kopf_settings(settings, priority),
             clusterwide=not settings.namespaces,
-            namespaces=[settings.namespaces] if settings.namespaces else [],
+            namespaces=settings.kopf_namespaces(),
             standalone=not settings.peering,
             peering_name=settings.peering or None,
             identity=cast(Any, identity),  # kopf.Identity: a NewType of str that kopf does not export

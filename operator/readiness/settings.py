@@ -14,8 +14,8 @@ class Settings(BaseSettings):
 
     namespaces: str = Field(
         default="",
-        description="Namespaces to watch: comma-separated globs, '!' excludes (e.g. 'shop-*,!shop-dev'); "
-        "empty watches the whole cluster.",
+        description="Namespaces to watch: comma-separated names or globs, any of which admits a namespace, "
+        "less those a '!' glob excludes (e.g. 'shop,payments-*,!payments-dev'); empty watches the whole cluster.",
     )
     resync_seconds: float = Field(
         default=300.0, ge=5, description="Periodic re-check of every profile, as a backstop to watches."
@@ -58,19 +58,24 @@ class Settings(BaseSettings):
         description="OTLP/HTTP endpoint for the operator's own traces (e.g. http://collector:4318); empty disables.",
     )
 
-    def watches(self, namespace: str) -> bool:
-        """Whether READINESS_NAMESPACES covers ``namespace``, by kopf's rule for its globs: the
-        first glob decides who is in at all (a leading exclusion implies '*' before it), each
-        '!' glob takes matches out, a later glob brings back only those that were in at first."""
+    def _globs(self) -> tuple[list[str], list[str]]:
         globs = [g.strip() for g in self.namespaces.split(",") if g.strip()]
-        if not globs:
-            return True
-        if globs[0].startswith("!"):
-            globs.insert(0, "*")
-        included = matched = fnmatch.fnmatchcase(namespace, globs[0])
-        for glob in globs[1:]:
-            if glob.startswith("!"):
-                matched = matched and not fnmatch.fnmatchcase(namespace, glob[1:])
-            else:
-                matched = matched or (included and fnmatch.fnmatchcase(namespace, glob))
-        return matched
+        excluded = [g[1:] for g in globs if g.startswith("!")]
+        return [g for g in globs if not g.startswith("!")] or ["*"], excluded
+
+    def watches(self, namespace: str) -> bool:
+        """Whether READINESS_NAMESPACES covers ``namespace``: any glob admits it, no '!' glob
+        takes it out."""
+        included, excluded = self._globs()
+        return any(fnmatch.fnmatchcase(namespace, g) for g in included) and not any(
+            fnmatch.fnmatchcase(namespace, g) for g in excluded
+        )
+
+    def kopf_namespaces(self) -> list[str]:
+        """The same as kopf's namespace patterns: one per admitting glob, each with every
+        exclusion. (In a single kopf pattern only the first glob admits, so "shop,payments"
+        handed over whole would serve shop alone.)"""
+        if not self.namespaces.strip():
+            return []
+        included, excluded = self._globs()
+        return [",".join([g, *(f"!{x}" for x in excluded)]) for g in included]

@@ -148,15 +148,22 @@ async def test_standalone_needs_no_peering_object() -> None:
         ("shop-*,!shop-dev", "shop-dev", False),
         ("!kube-*", "default", True),
         ("!kube-*", "kube-system", False),
-        # kopf's rule: a later glob brings back only what the first one let in.
-        ("myapp-*, !*-pr-*, *pr-123", "myapp-pr-123", True),
-        ("myapp-*, !*-pr-*, *pr-123", "myapp-pr-456", False),
-        ("myapp-*, !*-pr-*, *pr-123", "otherapp-pr-123", False),
-        ("!*-pr-*, *pr-123", "otherapp-pr-123", True),
+        ("shop,payments", "payments", True),  # a list: any name admits
+        ("shop,payments-*,!payments-dev", "payments-eu", True),
+        ("shop,payments-*,!payments-dev", "payments-dev", False),
+        ("shop,payments-*,!payments-dev", "billing", False),
     ],
 )
-def test_watched_namespaces_follow_kopfs_globs(pattern: str, namespace: str, watched: bool) -> None:
-    assert Settings(namespaces=pattern).watches(namespace) is watched
+def test_watched_namespaces_are_any_glob_less_the_excluded(
+    pattern: str, namespace: str, watched: bool
+) -> None:
+    from kopf._cogs.structs.references import NamespaceName, match_namespace
+
+    settings = Settings(namespaces=pattern)
+    assert settings.watches(namespace) is watched
+    patterns = settings.kopf_namespaces()
+    kopf_serves = not patterns or any(match_namespace(NamespaceName(namespace), p) for p in patterns)
+    assert kopf_serves is watched, patterns
 
 
 async def test_a_standby_that_has_seen_nothing_still_knows_it_stands_by() -> None:

@@ -55,27 +55,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 
 {{/*
-READINESS_NAMESPACES for watchNamespaces, a list read as "any of these, less the '!' ones".
-The operator hands the setting to kopf as one pattern, and in a kopf pattern only the first glob
-admits namespaces: a later one merely takes back what a '!' took out ("team-a,team-b" serves
-team-a alone). So two or more inclusions start from "!*" (nothing), which each then takes back;
-the exclusions come last.
+READINESS_NAMESPACES for watchNamespaces: the operator reads the list the same way ("any of
+these, less the '!' ones").
 */}}
 {{- define "readiness-operator.namespaces" -}}
-{{- $include := list -}}
-{{- $exclude := list -}}
-{{- range .Values.watchNamespaces -}}
-{{- if hasPrefix "!" . -}}
-{{- $exclude = append $exclude . -}}
-{{- else -}}
-{{- $include = append $include . -}}
-{{- end -}}
-{{- end -}}
-{{- if gt (len $include) 1 -}}
-{{- join "," (concat (list "!*") $include $exclude) -}}
-{{- else -}}
-{{- join "," (concat $include $exclude) -}}
-{{- end -}}
+{{- join "," .Values.watchNamespaces -}}
 {{- end -}}
 
 {{/* "true" when every watched namespace is an exact name, so namespaced Roles can grant the rights. */}}
