@@ -71,6 +71,7 @@ class Controller:
         self._listed_at = float("-inf")
         self._metrics = metrics or Metrics()
         self._acting: set[str] | None = None  # namespaces this replica acted for at the last look
+        self._known: set[str] = set()  # and the namespaces it looked at
 
     # ---- from the watches (kopf handlers) ----
     def index_profile(self, body: Mapping[str, Any]) -> None:
@@ -176,10 +177,12 @@ class Controller:
         for namespace, profile in self._metrics.profiles():
             if namespace not in acting:
                 self._metrics.forget_profile(namespace, profile)
-        if self._acting is not None and acting - self._acting:
-            log.info("taking_over", namespaces=sorted(acting - self._acting - {""}))
+        # Taking over: acting now where this replica knew it stood by. A namespace seen for the
+        # first time is not one: the watches deliver it as it comes.
+        if self._acting is not None and (took := acting & (self._known - self._acting)):
+            log.info("taking_over", namespaces=sorted(took - {""}))
             self.resync()
-        self._acting = acting
+        self._acting, self._known = acting, namespaces | {""}
         self._metrics.active.set(1 if acting else 0)
         return bool(acting)
 
