@@ -71,22 +71,11 @@ class Admission:
 def admit(request: Mapping[str, Any], profiles: Mapping[str, Candidate]) -> Admission:
     """Decide an AdmissionReview ``request`` (its ``.request``) for an apps/v1 Deployment under
     the valid, live profiles of its namespace, by name. Pure: a dry run gets the same answer."""
-    operation = request.get("operation")
-    if operation not in ("CREATE", "UPDATE"):
-        return Admission("Skipped", "operation")
-    manager = (request.get("options") or {}).get("fieldManager")
-    if manager in (FIELD_MANAGER, REVERT_MANAGER):
-        return Admission("Skipped", "own-write")
-    obj = request.get("object")
-    if not isinstance(obj, Mapping):
-        return Admission("Skipped", "no-object")
+    skipped = precheck(request)
+    if skipped is not None:
+        return Admission("Skipped", skipped)
+    obj: Mapping[str, Any] = request["object"]
     meta = obj.get("metadata") or {}
-    if not meta.get("name"):
-        return Admission("Skipped", "no-name")
-    if operation == "UPDATE":
-        old = request.get("oldObject") or {}
-        if (old.get("spec") or {}).get("template") == (obj.get("spec") or {}).get("template"):
-            return Admission("Skipped", "template-unchanged")
     body = {**obj, "metadata": {**meta, "namespace": meta.get("namespace") or request.get("namespace", "")}}
     if not meta.get("managedFields"):
         user = str((request.get("userInfo") or {}).get("username") or "admission-request")
@@ -117,6 +106,26 @@ def admit(request: Mapping[str, Any], profiles: Mapping[str, Candidate]) -> Admi
         obj=mutated,
         patch=tuple(json_patch(obj, mutated)),
     )
+
+
+def precheck(request: Mapping[str, Any]) -> str | None:
+    """Why ``request`` is left as it is whatever the profiles say, or None: decided before any
+    profile is looked up."""
+    operation = request.get("operation")
+    if operation not in ("CREATE", "UPDATE"):
+        return "operation"
+    if (request.get("options") or {}).get("fieldManager") in (FIELD_MANAGER, REVERT_MANAGER):
+        return "own-write"
+    obj = request.get("object")
+    if not isinstance(obj, Mapping):
+        return "no-object"
+    if not (obj.get("metadata") or {}).get("name"):
+        return "no-name"
+    if operation == "UPDATE":
+        old = request.get("oldObject") or {}
+        if (old.get("spec") or {}).get("template") == (obj.get("spec") or {}).get("template"):
+            return "template-unchanged"
+    return None
 
 
 def held_by(manager: str, obj: Mapping[str, Any]) -> dict[str, Any]:
