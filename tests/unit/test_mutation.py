@@ -14,7 +14,7 @@ from readiness.engine.mutation import ADMITTED, Candidate, admit, held_by, json_
 from readiness.models import ServiceProfileSpec
 
 SELECT = {"selector": {"matchLabels": {"app": "api"}}}
-FULL = {
+FULL: dict[str, Any] = {
     "probes": {
         "port": "http",
         "readiness": {"path": "/ready", "periodSeconds": 5},
