@@ -8,7 +8,7 @@ TESTBED := PYTHONPATH=testbed $(PY) -m readiness_testbed
 TESTBED_DIR := .testbed
 KUBECTL := $(TESTBED_DIR)/bin/kubectl --kubeconfig $(TESTBED_DIR)/kubeconfig
 
-.PHONY: help venv lint crds unit e2e test demo demo-status testbed-build testbed-up testbed-down bench bench-fleet bench-paced clean
+.PHONY: help venv lint crds unit e2e test demo demo-status testbed-build testbed-up testbed-down bench bench-fleet bench-paced bench-admission clean
 
 help:
 	@echo "make demo          start the local control plane and run the operator on examples/"
@@ -18,6 +18,7 @@ help:
 	@echo "make bench         run the benchmarks in bench/"
 	@echo "make bench-fleet   only the fleet benchmark (BENCH_FLEET_N=100,1000 for a quick run)"
 	@echo "make bench-paced   the paced run: waves over 1,000 one-replica Deployments"
+	@echo "make bench-admission  create latency with and without the webhook, rollouts per new Deployment"
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +75,11 @@ bench-fleet: venv testbed-build
 # The paced run: 1,000 one-replica Deployments at default pacing (BENCH_PACED_N to change).
 bench-paced: venv testbed-build
 	PYTHONPATH=testbed $(PY) -m bench.paced
+
+# Admission: create latency p50/p99 with and without the webhook, side by side, and the
+# ReplicaSets per new Deployment (BENCH_ADMISSION_N, default 200).
+bench-admission: venv testbed-build
+	PYTHONPATH=testbed $(PY) -m bench.admission
 
 clean: testbed-down
 	rm -rf $(VENV) $(TESTBED_DIR) .mypy_cache .ruff_cache .pytest_cache
