@@ -9,7 +9,7 @@ TESTBED_DIR := .testbed
 KUBECTL := $(TESTBED_DIR)/bin/kubectl --kubeconfig $(TESTBED_DIR)/kubeconfig
 CHART := charts/readiness-operator
 
-.PHONY: help venv lint crds chart unit e2e test demo demo-status testbed-build testbed-up testbed-down bench bench-fleet bench-paced clean
+.PHONY: help venv lint crds chart unit e2e test demo demo-status testbed-build testbed-up testbed-down bench bench-fleet bench-paced bench-admission clean
 
 help:
 	@echo "make demo          start the local control plane and run the operator on examples/"
@@ -20,6 +20,7 @@ help:
 	@echo "make bench         run the benchmarks in bench/"
 	@echo "make bench-fleet   only the fleet benchmark (BENCH_FLEET_N=100,1000 for a quick run)"
 	@echo "make bench-paced   the paced run: waves over 1,000 one-replica Deployments"
+	@echo "make bench-admission  create latency with and without the webhook, rollouts per new Deployment"
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -89,6 +90,11 @@ bench-fleet: venv testbed-build
 # The paced run: 1,000 one-replica Deployments at default pacing (BENCH_PACED_N to change).
 bench-paced: venv testbed-build
 	PYTHONPATH=testbed $(PY) -m bench.paced
+
+# Admission: create latency p50/p99 with and without the webhook, side by side, and the
+# ReplicaSets per new Deployment (BENCH_ADMISSION_N, default 200).
+bench-admission: venv testbed-build
+	PYTHONPATH=testbed $(PY) -m bench.admission
 
 clean: testbed-down
 	rm -rf $(VENV) $(TESTBED_DIR) .mypy_cache .ruff_cache .pytest_cache

@@ -17,8 +17,13 @@ echo "== before: checkout-api as its team wrote it =="
 show checkout-api
 
 k apply -f examples/20-profiles.yaml
+# READINESS_WEBHOOK=local: the operator also answers admission for this control plane, so a
+# Deployment created from now on is stored compliant (it registers a MutatingWebhookConfiguration
+# with its own certificate, and removes it when it stops).
 READINESS_LOG_FORMAT=console READINESS_HEALTH_PORT=${READINESS_HEALTH_PORT:-8080} \
-  READINESS_METRICS_PORT=${READINESS_METRICS_PORT:-9090} .venv/bin/readiness run &
+  READINESS_METRICS_PORT=${READINESS_METRICS_PORT:-9090} READINESS_WEBHOOK=local \
+  READINESS_WEBHOOK_PORT=${READINESS_WEBHOOK_PORT:-0} READINESS_NAMESPACES=${READINESS_NAMESPACES:-shop} \
+  .venv/bin/readiness run &
 operator=$!
 trap 'kill -TERM $operator 2>/dev/null || true; wait $operator 2>/dev/null || true' EXIT
 
@@ -39,6 +44,14 @@ k get events -n shop --field-selector source=readiness-operator -o custom-column
 echo
 echo "== status of the checkout profile =="
 k get serviceprofile checkout -n shop -o jsonpath='{.status.summary}{"\n"}{range .status.conditions[*]}{.type}={.status} ({.reason}): {.message}{"\n"}{end}'
+echo
+echo "== a new Deployment, created with kubectl as its team wrote it: stored compliant by admission =="
+k create -f examples/30-new-deployment.yaml
+k rollout status -n shop deployment/checkout-canary --timeout=120s >/dev/null
+show checkout-canary
+k get deployment checkout-canary -n shop -o jsonpath='readiness.dev/admitted: {.metadata.annotations.readiness\.dev/admitted}{"\n"}'
+echo "ReplicaSets of checkout-canary (one: its first pods were already compliant):"
+k get replicasets -n shop -l app.kubernetes.io/component=canary
 if [ "${DEMO_EXIT:-0}" = 1 ]; then exit 0; fi
 echo
 echo "The operator keeps running: try 'kubectl edit' on a Deployment in shop and watch it correct the drift."

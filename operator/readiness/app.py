@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import difflib
 import logging
 import os
 import re
+import shutil
+import socket
 import sys
-from collections.abc import Mapping
+import tempfile
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 from typing import Any, cast
 
 import kopf
@@ -18,6 +23,7 @@ from pydantic import ValidationError
 
 from . import API_GROUP, __version__
 from .board import Board
+from .certs import self_signed
 from .controller import Controller, WorkKey
 from .events import EventSink
 from .guard import FightGuard
@@ -33,6 +39,16 @@ from .serve import PortUnavailable, Servers
 from .settings import Settings
 from .statuswriter import StatusWriter
 from .tracing import configure_tracing, shutdown_tracing
+from .webhook import (
+    HANDLER_ID,
+    LIST_TIMEOUT,
+    REVIEW,
+    Admitter,
+    ProfileSource,
+    Registration,
+    namespace_selector,
+    webhook_configuration,
+)
 from .workqueue import Workers, WorkQueue
 from .world import World
 
@@ -165,8 +181,20 @@ async def operate(settings: Settings) -> None:
     trimmer = Trimmer(busy=lambda: bool(queue.busy or queue.depth), worked=lambda: queue.taken)
     trim = Every(15.0, trimmer.tick, "malloc-trim")
     registry = kopf.OperatorRegistry()
-    register(registry, controller)
     ready = asyncio.Event()
+    admission = AdmissionServer(settings, cluster) if settings.webhook != "off" else None
+    admitter = None
+    if admission is not None:
+
+        async def trusted(namespace: str) -> bool:
+            return controller.delivered and await gate.active(namespace)
+
+        profiles = ProfileSource(world, trusted, lambda ns: cluster.list_profiles(ns, LIST_TIMEOUT))
+        admitter = Admitter(profiles, metrics, settings.watches)
+    register(registry, controller, admitter)
+    keep_registered = Every(
+        30.0, admission.ensure if admission is not None else _nothing, "webhook-registration"
+    )
 
     @kopf.on.startup(registry=registry)
     async def startup(**_: Any) -> None:
@@ -176,6 +204,8 @@ async def operate(settings: Settings) -> None:
         stand.start()
         if settings.peering and settings.namespaces:
             keep_peerings.start()  # namespaces come and go: each new one needs its own
+        if admission is not None:
+            keep_registered.start()
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
@@ -189,6 +219,9 @@ async def operate(settings: Settings) -> None:
         trim.stop()
         stand.stop()
         keep_peerings.stop()
+        keep_registered.stop()
+        if admission is not None:
+            await admission.unregister()  # while it still serves: no request meets a closed port
         controller.close()
         await workers.stop(settings.shutdown_seconds)
         with contextlib.suppress(TimeoutError):
@@ -208,7 +241,11 @@ async def operate(settings: Settings) -> None:
             metrics.api_errors.labels(str(error.status)).inc()
             return f"the apiserver cannot be reached or refused: {error}"
         metrics.apiserver_up.set(1)
-        return crd.observe(established) or peerings.missing()
+        return (
+            crd.observe(established)
+            or peerings.missing()
+            or (admission.missing() if admission is not None else None)
+        )
 
     servers = Servers(
         metrics,
@@ -240,10 +277,14 @@ async def operate(settings: Settings) -> None:
         priority=priority,
         identity=identity,
     )
+    ks = kopf_settings(settings, priority)
+    if admission is not None:
+        ks.admission.server = admission.serve
+        ks.admission.managed = None  # kopf's own would set a 30 s timeout and no selectors
     try:
         await kopf.operator(
             registry=registry,
-            settings=kopf_settings(settings, priority),
+            settings=ks,
             clusterwide=not settings.namespaces,
             namespaces=settings.kopf_namespaces(),
             standalone=not settings.peering,
@@ -254,7 +295,115 @@ async def operate(settings: Settings) -> None:
     finally:
         await servers.stop()
         cluster.close()
+        if admission is not None:
+            admission.close()
         log.info("operator_stopped")
+
+
+async def _nothing() -> None:
+    return None
+
+
+class AdmissionServer:
+    """The webhook's HTTPS server: kopf's, with the certificate READINESS_WEBHOOK asks for.
+
+    cluster: the platform's certificate (a Secret, e.g. cert-manager's) mounted in
+    READINESS_WEBHOOK_CERT_DIR; kopf serves a renewed one without a restart, and deploy/webhook/
+    registers the Service. local: a CA and certificate of its own for 127.0.0.1, and a
+    MutatingWebhookConfiguration with that URL and CA, removed again on a clean stop.
+    """
+
+    def __init__(self, settings: Settings, cluster: KubernetesCluster) -> None:
+        self._listening = False
+        self._directory: Path | None = None
+        self.registration: Registration | None = None
+        if settings.webhook == "local":
+            port = settings.webhook_port or _free_port()
+            _check_port("127.0.0.1", port)
+            self._directory = Path(tempfile.mkdtemp(prefix="readiness-webhook-"))
+            cert = self_signed(self._directory)
+            self._server = kopf.WebhookServer(
+                addr="127.0.0.1",
+                host="127.0.0.1",
+                port=port,
+                certfile=str(cert.certfile),
+                pkeyfile=str(cert.keyfile),
+                cadata=cert.ca,
+            )
+            client = {
+                "url": f"https://127.0.0.1:{port}/{HANDLER_ID}",
+                "caBundle": base64.b64encode(cert.ca).decode(),
+            }
+            body = webhook_configuration(
+                f"readiness-operator-local-{port}", client, namespace_selector(settings.namespaces)
+            )
+            self.registration = Registration(cluster, body)
+        else:
+            certfile, keyfile = (Path(settings.webhook_cert_dir) / n for n in ("tls.crt", "tls.key"))
+            if not (certfile.is_file() and keyfile.is_file()):
+                raise StartupFailure(
+                    f"READINESS_WEBHOOK=cluster needs tls.crt and tls.key in {settings.webhook_cert_dir} "
+                    "(READINESS_WEBHOOK_CERT_DIR): mount the webhook's certificate Secret there"
+                )
+            _check_port("0.0.0.0", settings.webhook_port)  # noqa: S104 - served behind the Service
+            self._server = kopf.WebhookServer(
+                addr="0.0.0.0",  # noqa: S104
+                port=settings.webhook_port,
+                certfile=str(certfile),
+                pkeyfile=str(keyfile),
+            )
+
+    async def serve(self, fn: Any) -> AsyncIterator[Any]:
+        """kopf's admission server, handing each request to the handler whole (``REVIEW``)."""
+
+        async def whole(request: Any, **kwargs: Any) -> Any:
+            token = REVIEW.set(request.get("request"))
+            try:
+                return await fn(request, **kwargs)
+            finally:
+                REVIEW.reset(token)
+
+        async with self._server as server:
+            async for client_config in server(whole):
+                self._listening = True
+                await self.ensure()
+                yield client_config
+
+    async def ensure(self) -> None:
+        if self.registration is not None and self._listening:
+            await self.registration.ensure()
+
+    async def unregister(self) -> None:
+        if self.registration is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):
+                    await self.registration.remove()
+
+    def missing(self) -> str | None:
+        if not self._listening:
+            return "the admission webhook is not serving yet"
+        return self.registration.missing() if self.registration is not None else None
+
+    def close(self) -> None:
+        if self._directory is not None:
+            shutil.rmtree(self._directory, ignore_errors=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _check_port(addr: str, port: int) -> None:
+    """kopf listens with SO_REUSEPORT, which would share a busy port with another process."""
+    with socket.socket() as sock:
+        try:
+            sock.bind((addr, port))
+        except OSError as error:
+            raise StartupFailure(
+                f"cannot listen on port {port} (READINESS_WEBHOOK_PORT): {error.strerror}"
+            ) from None
 
 
 class Peerings:

@@ -72,12 +72,20 @@ class Controller:
         self._metrics = metrics or Metrics()
         self._acting: set[str] | None = None  # namespaces this replica acted for at the last look
         self._known: set[str] = set()  # and the namespaces it looked at
+        self._delivered = False  # a watch event arrived: kopf fills its indexes first
+
+    @property
+    def delivered(self) -> bool:
+        """True once a Deployment or profile watch event arrived. kopf calls those handlers only
+        after the profile index holds every profile, so the World knows them all from then on."""
+        return self._delivered
 
     # ---- from the watches (kopf handlers) ----
     def index_profile(self, body: Mapping[str, Any]) -> None:
         self._world.put_profile(ProfileRecord.from_body(body))
 
     def deployment_event(self, type_: str | None, body: Mapping[str, Any]) -> None:
+        self._delivered = True
         meta = body.get("metadata") or {}
         namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
         if type_ == "DELETED":
@@ -103,6 +111,7 @@ class Controller:
             self._queue.add((DEPLOYMENT, namespace, woken))
 
     def profile_event(self, type_: str | None, namespace: str, name: str) -> None:
+        self._delivered = True
         key = (namespace, name)
         if type_ == "DELETED":
             self._world.remove_profile(namespace, name)

@@ -100,6 +100,19 @@ class Metrics:
             ["namespace", "profile"],
             registry=r,
         )
+        self.admissions = Counter(
+            "readiness_admission_reviews",
+            "Deployment creates and updates the webhook answered, by outcome (Mutated, Compliant, "
+            "Skipped) and reason.",
+            ["outcome", "reason"],
+            registry=r,
+        )
+        self.admission_seconds = Histogram(
+            "readiness_admission_duration_seconds",
+            "Time the webhook took to decide one admission request (profiles read included).",
+            registry=r,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
         self._checks: dict[tuple[str, str], set[str]] = {}
 
     def observe_profile(

@@ -23,6 +23,7 @@ from .engine import (
     last_writers,
     last_written,
     matches,
+    next_change,
     rollout_state,
     target,
     written_last_by_us,
@@ -164,7 +165,11 @@ class Reconciler:
                 )
                 targets[owner] = target(view, ev, state="Pending", message=message)
             elif spec.mode == "Enforce" and ev.apply is not None and not ev.problems:
-                targets[owner], decided = await self._enforce(record, view, ev, outcome, spec)
+                if spec.rollout.trigger == "NextChange":
+                    # Decided, not waiting for a slot: the Deployment's own next change decides again.
+                    targets[owner] = target(view, ev, state="Pending", message=next_change(ev.changes))
+                else:
+                    targets[owner], decided = await self._enforce(record, view, ev, outcome, spec)
         entries = {name: Entry(specs[name][0].generation, t) for name, t in targets.items()}
         outcome.changed = self._board.record(view.namespace, view.name, entries)
         if not (outcome.retry or outcome.pending):

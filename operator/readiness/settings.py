@@ -58,6 +58,22 @@ class Settings(BaseSettings):
         description="OTLP/HTTP endpoint for the operator's own traces (e.g. http://collector:4318); empty disables.",
     )
 
+    webhook: Literal["off", "cluster", "local"] = Field(
+        default="off",
+        description="Mutating admission webhook, so a Deployment is stored compliant from its first pod: off; "
+        "cluster (HTTPS on webhook_port with the certificate in webhook_cert_dir, registered by deploy/webhook/); "
+        "local (a certificate of its own on 127.0.0.1, and a MutatingWebhookConfiguration it registers and "
+        "removes: for a control plane on this machine).",
+    )
+    webhook_port: int = Field(
+        default=9443, ge=0, le=65535, description="Port of the admission webhook; 0 picks a free one."
+    )
+    webhook_cert_dir: str = Field(
+        default="/etc/readiness/webhook",
+        description="Directory holding tls.crt and tls.key for READINESS_WEBHOOK=cluster (a Secret, e.g. "
+        "cert-manager's); a renewed certificate is served without a restart.",
+    )
+
     def _globs(self) -> tuple[list[str], list[str]]:
         globs = [g.strip() for g in self.namespaces.split(",") if g.strip()]
         excluded = [g[1:] for g in globs if g.startswith("!")]

@@ -549,6 +549,9 @@ REQUEST_256MI = one_container(resources={"requests": {"memory": "256Mi"}})
 LIMIT_128MI = {"resources": {"limits": {"memory": "128Mi"}}}
 DEFAULTED_REQUEST_1GI = one_container(resources={"limits": {"memory": "1Gi"}, "requests": {"memory": "1Gi"}})
 FORCED_LIMIT_512MI = {"conflictPolicy": "Force", "resources": {"limits": {"memory": "512Mi"}}}
+# A grace period the profile forces below a preStop sleep the container keeps as its own.
+FORCED_GRACE_1 = {"conflictPolicy": "Force", "shutdown": {"terminationGracePeriodSeconds": 1}}
+OWN_SLEEP_2 = one_container(lifecycle={"preStop": {"sleep": {"seconds": 2}}})
 
 
 # ---- The properties ----
@@ -692,6 +695,7 @@ def test_report_never_forces(sections: dict[str, Any], recipe: dict[str, Any]) -
 @example(sections=LIMIT_128MI, recipe=REQUEST_256MI)
 @example(sections=FORCED_LIMIT_512MI, recipe=DEFAULTED_REQUEST_1GI)
 @example(sections=FORCED_TRACING, recipe=POD_NAME_FROM_CONFIGMAP)
+@example(sections=FORCED_GRACE_1, recipe=OWN_SLEEP_2)
 def test_the_apply_leaves_a_valid_pod_template(sections: dict[str, Any], recipe: dict[str, Any]) -> None:
     """The Deployment the apply makes passes the apiserver's pod validation, which the twin does not
     model (one handler per probe and hook, value or valueFrom and one source in it, a preStop sleep

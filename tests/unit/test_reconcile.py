@@ -709,3 +709,22 @@ async def test_kubectl_describe_deployment_says_what_an_audit_profile_finds(twin
     await op.converge()
     assert [e for e in twin.events if e[0] == "api"][1:] == [("api", "Normal", "Compliant")]
     assert twin.applies == [], "an Audit profile writes nothing"
+
+
+async def test_next_change_never_starts_a_rollout_and_says_what_it_waits_for(twin: Twin) -> None:
+    twin.add_deployment(deployment())
+    twin.add_profile(NS, "p", {**PROFILE, "rollout": {"trigger": "NextChange"}})
+    op = Operator(twin)
+    [outcome] = await op.converge()
+    assert (outcome.applied, outcome.pending, outcome.retry) == (False, False, False)
+    assert twin.applies == []
+    [target] = op.status()["targets"]
+    assert target["state"] == "Pending"
+    assert target["message"].startswith("waits for the team's next rollout (rollout.trigger NextChange): ")
+    progressing = next(c for c in op.status()["conditions"] if c["type"] == "Progressing")
+    assert (
+        progressing["message"]
+        == "1 Deployments wait for their team's next rollout (rollout.trigger NextChange)"
+    )
+    second = await op.converge()
+    assert [o.skipped for o in second] == [True], "decided: nothing to do until the Deployment changes"

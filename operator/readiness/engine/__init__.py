@@ -5,7 +5,7 @@ No framework, no API client, no clock: an import-linter contract keeps it so.
 
 from .evaluate import Evaluation, evaluate
 from .selector import matches
-from .status import build_status, rollout_state, summarize
+from .status import build_status, next_change, rollout_state, summarize
 from .verdict import judge, last_writers, last_written, target, written_last_by_us
 from .view import DeploymentView, ManagedEntry
 
@@ -19,6 +19,7 @@ __all__ = [
     "last_writers",
     "last_written",
     "matches",
+    "next_change",
     "rollout_state",
     "summarize",
     "target",

@@ -17,6 +17,7 @@ from .fields import (
     build,
     human,
     is_missing,
+    key,
     live_document,
     lookup,
     ours,
@@ -30,6 +31,7 @@ from .view import DeploymentView
 _T = TypeVar("_T")
 _PROBE_HANDLERS = ("httpGet", "grpc", "tcpSocket", "exec")
 _LIFECYCLE_HANDLERS = ("sleep", "httpGet", "tcpSocket", "exec")
+_SLEEP = ("f:lifecycle", "f:preStop", "f:sleep", "f:seconds")
 
 
 @dataclass(frozen=True)
@@ -181,11 +183,20 @@ def _sleep_misfit(
     fragments: list[Fragment], included: list[Fragment], doc: Mapping[str, Any]
 ) -> list[Violation]:
     """A preStop sleep must end before the pod's grace period does: the profile's when it is
-    applied, else the one the Deployment keeps (30 when it sets none)."""
-    sleeps = [int(f.leaves[0][1]) for f in included if f.check == "shutdown.prestop"]
+    applied, else the one the Deployment keeps (30 when it sets none). A grace period the
+    profile applies must also outlast the sleeps the containers keep as their own."""
+    ours = {f.leaves[0][0]: int(f.leaves[0][1]) for f in included if f.check == "shutdown.prestop"}
+    declared = next((f for f in fragments if f.check == "shutdown.grace"), None)
+    if declared is not None and declared in included:
+        listed = lookup(doc, (*POD_SPEC, "f:containers"))
+        for item in listed if isinstance(listed, list) else ():
+            path = (*POD_SPEC, "f:containers", key(name=str(item.get("name"))), *_SLEEP)
+            live = lookup(doc, path)
+            if path not in ours and isinstance(live, int):
+                ours[path] = live
+    sleeps = list(ours.values())
     if not sleeps:
         return []
-    declared = next((f for f in fragments if f.check == "shutdown.grace"), None)
     if declared is not None and declared in included:
         grace, whose = int(declared.leaves[0][1]), "the profile's"
     else:

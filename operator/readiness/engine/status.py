@@ -8,6 +8,16 @@ from typing import Literal
 from ..models.status import Condition, ConditionType, Rollout, ServiceProfileStatus, Summary, Target
 from .view import DeploymentView
 
+NEXT_CHANGE = "waits for the team's next rollout"
+
+
+def next_change(checks: Sequence[str]) -> str:
+    """A NextChange target's message: what the webhook will set when the team next rolls out."""
+    return (
+        f"{NEXT_CHANGE} (rollout.trigger NextChange): {', '.join(checks)} will be set when the pod "
+        "template next changes"
+    )
+
 
 def rollout_state(view: DeploymentView) -> Rollout:
     """Where the Deployment's own rollout stands, as `kubectl rollout status` would say."""
@@ -152,8 +162,23 @@ def build_status(
             "until the profile (or a failed Deployment's own template) changes",
         )
     elif pending := [t for t in ordered if t.state == "Pending"]:
+        riding = sum(1 for t in pending if t.message.startswith(NEXT_CHANGE))
         progressing = cond(
-            "Progressing", True, "RollingOut", f"{len(pending)} Deployments wait for a rollout slot"
+            "Progressing",
+            True,
+            "RollingOut",
+            "; ".join(
+                part
+                for part in (
+                    f"{len(pending) - riding} Deployments wait for a rollout slot"
+                    if riding < len(pending)
+                    else "",
+                    f"{riding} Deployments wait for their team's next rollout (rollout.trigger NextChange)"
+                    if riding
+                    else "",
+                )
+                if part
+            ),
         )
     else:
         progressing = cond("Progressing", True, "RolledOut", "no Deployment waits for this profile")

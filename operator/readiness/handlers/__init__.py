@@ -1,4 +1,4 @@
-"""kopf wiring only: watch events go to the controller.
+"""kopf wiring only: watch events go to the controller, admission requests to the admitter.
 
 Deployments are only watched, never handled with change-detecting handlers, so kopf writes no
 annotations and no finalizers on them. ServiceProfiles are also indexed: kopf holds every
@@ -11,16 +11,22 @@ run a sync one in a thread, per event.
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
 from .. import API_GROUP, API_VERSION, PLURAL
 from ..controller import Controller
+from ..webhook import HANDLER_ID, REVIEW, Admitter
 
 
-def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
-    """Register every handler on ``registry`` (no module-level registry, no globals)."""
+def register(
+    registry: kopf.OperatorRegistry, controller: Controller, admitter: Admitter | None = None
+) -> None:
+    """Register every handler on ``registry`` (no module-level registry, no globals); the
+    admission handler only when the webhook is on."""
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -38,3 +44,41 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
     @kopf.on.event(API_GROUP, API_VERSION, PLURAL, registry=registry)
     async def profile_event(type: str | None, namespace: str | None, name: str | None, **_: Any) -> None:
         controller.profile_event(type, namespace or "", name or "")
+
+    if admitter is None:
+        return
+
+    @kopf.on.mutate(
+        "apps",
+        "v1",
+        "deployments",
+        id=HANDLER_ID,
+        operations=["CREATE", "UPDATE"],
+        side_effects=False,
+        ignore_failures=True,
+        registry=registry,
+    )
+    async def admit_deployment(
+        patch: kopf.Patch, warnings: list[str], body: kopf.Body, dryrun: bool, **kwargs: Any
+    ) -> None:
+        # The server hands over the whole request; kopf's own arguments lack its options.
+        old = kwargs.get("old")
+        request = REVIEW.get() or {
+            "operation": kwargs.get("operation"),
+            "namespace": body.metadata.namespace,
+            "object": dict(body),
+            "oldObject": dict(old) if old is not None else None,
+            "dryRun": dryrun,
+            "userInfo": dict(kwargs.get("userinfo") or {}),
+        }
+        admission = await admitter.review(request)
+        if admission.obj is not None:
+            stored = admission.obj
+            patch.fns.append(lambda raw: _replace(raw, stored))
+            warnings.append(admission.message)
+
+
+def _replace(raw: Any, stored: Mapping[str, Any]) -> None:
+    """kopf turns the difference into the response's JSON patch."""
+    raw.clear()
+    raw.update(copy.deepcopy(dict(stored)))

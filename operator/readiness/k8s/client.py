@@ -147,6 +147,7 @@ class KubernetesCluster:
         self._custom = k8s.CustomObjectsApi(api_client)
         self._core = k8s.CoreV1Api(api_client)
         self._crds = k8s.ApiextensionsV1Api(api_client)
+        self._admission = k8s.AdmissionregistrationV1Api(api_client)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="k8s-api")
         self._timeout = timeout
         self._throttle_retries = throttle_retries
@@ -386,6 +387,57 @@ class KubernetesCluster:
             if error.status == 404:
                 return False
             raise
+
+    async def list_profiles(self, namespace: str, seconds: float) -> list[dict[str, Any]]:
+        """The ServiceProfiles of one namespace, as the API has them now."""
+
+        def call() -> list[dict[str, Any]]:
+            listed = _body(
+                self._custom.list_namespaced_custom_object(
+                    API_GROUP,
+                    API_VERSION,
+                    namespace,
+                    PLURAL,
+                    _preload_content=False,
+                    _request_timeout=seconds,
+                )
+            )
+            return [dict(item) for item in listed.get("items") or ()]
+
+        return await self._call(call, "list_profiles")
+
+    async def apply_webhook_configuration(self, body: Mapping[str, Any]) -> None:
+        """Server-side apply of a MutatingWebhookConfiguration (READINESS_WEBHOOK=local's own)."""
+
+        def call() -> None:
+            response = self._admission.patch_mutating_webhook_configuration(
+                body["metadata"]["name"],
+                dict(body),
+                field_manager=FIELD_MANAGER,
+                force=True,
+                _content_type="application/apply-patch+yaml",
+                _preload_content=False,
+                _request_timeout=self._timeout,
+            )
+            _body(response)
+
+        await self._call(call, "apply_webhook_configuration")
+
+    async def delete_webhook_configuration(self, name: str) -> None:
+        """Remove a MutatingWebhookConfiguration; one already gone is fine."""
+
+        def call() -> None:
+            _body(
+                self._admission.delete_mutating_webhook_configuration(
+                    name, _preload_content=False, _request_timeout=self._timeout
+                )
+            )
+
+        try:
+            await self._call(call, "delete_webhook_configuration")
+        except ApiError as error:
+            if error.status != 404:
+                raise
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

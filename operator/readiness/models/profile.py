@@ -274,6 +274,8 @@ class Rollout(Model):
     """How many matched Deployments may be mid-rollout because of this profile at once: a number, or a percentage of the matched Deployments (rounded up, at least 1). Deployments scaled to 0 take no slot."""
     on_failure: Literal["Revert", "Pause"] = "Revert"
     """When a rollout this profile started fails (ProgressDeadlineExceeded): Revert puts the Deployment's previous pod template back, Pause leaves it; either way the profile halts until its generation or the Deployment's own template changes."""
+    trigger: Literal["Immediate", "NextChange"] = "Immediate"
+    """When an existing Deployment gets what it lacks. Immediate: the operator rolls it out now, in waves. NextChange: the operator never starts a rollout itself (the target waits as Pending); the admission webhook (READINESS_WEBHOOK) sets the profile's fields the next time the team changes the pod template, on the team's own rollout. New Deployments are set at admission either way."""
 
     @field_validator("max_concurrent")
     @classmethod
@@ -313,4 +315,4 @@ class ServiceProfileSpec(Model):
     logging: Logging | None = None
     """Structured logging settings (LOG_FORMAT, LOG_LEVEL)."""
     rollout: Rollout = Rollout()
-    """Waves: how many Deployments change at once, and what happens when a rollout fails."""
+    """Waves: how many Deployments change at once, what happens when a rollout fails, and whether changes wait for the team's next rollout."""
