@@ -5,6 +5,7 @@ These need the pinned helm binary (testbed/helm), built into the testbed's cache
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import tomllib
@@ -15,14 +16,19 @@ import pytest
 import yaml
 
 from readiness.settings import Settings
+from readiness.webhook import HANDLER_ID, namespace_selector, webhook_configuration
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 CHART = ROOT / "charts" / "readiness-operator"
 DEPLOY = ROOT / "deploy"
+WEBHOOK = DEPLOY / "webhook"
 NAMESPACED_VALUES = CHART / "ci" / "namespaced-values.yaml"
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 # The release deploy/ corresponds to: same names, same namespace.
 RELEASE, NAMESPACE = "readiness-operator", "readiness-system"
+ON = ("--set", "settings.webhook=cluster")
+# The objects only the webhook adds (its Service is told apart by name).
+WEBHOOK_KINDS = ("MutatingWebhookConfiguration", "Issuer", "Certificate")
 
 
 @pytest.fixture(scope="session")
@@ -96,9 +102,18 @@ def values() -> dict[str, Any]:
 # --- lint ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("values_file", [None, NAMESPACED_VALUES], ids=["defaults", "namespaced"])
-def test_chart_lints_clean(helm: Path, values_file: Path | None) -> None:
-    args = ["-f", str(values_file)] if values_file else []
+@pytest.mark.parametrize(
+    "args",
+    [
+        (),
+        ("-f", str(NAMESPACED_VALUES)),
+        ON,
+        (*ON, "-f", str(NAMESPACED_VALUES)),
+        (*ON, "--set", "webhook.certManager.enabled=false", "--set", "webhook.caBundle=Q0E="),
+    ],
+    ids=["defaults", "namespaced", "webhook", "webhook-namespaced", "webhook-own-ca"],
+)
+def test_chart_lints_clean(helm: Path, args: tuple[str, ...]) -> None:
     result = run_helm(helm, "lint", "--strict", str(CHART), *args)
     assert "0 chart(s) failed" in result.stdout
 
@@ -261,6 +276,17 @@ def test_every_setting_is_rendered_to_its_environment_variable(helm: Path) -> No
             ["--set", "metrics.service.enabled=false", "--set", "monitoring.serviceMonitor.enabled=true"],
             "needs metrics.service.enabled",
         ),
+        (["--set", "settings.webhook=local"], "/settings/webhook"),
+        (["--set", "webhook.secretNmae=x"], "additional properties 'secretNmae' not allowed"),
+        (["--set", "webhook.timeoutSeconds=60"], "/webhook/timeoutSeconds"),
+        (
+            [*ON, "--set", "webhook.certManager.enabled=false"],
+            "webhook.caBundle is required when webhook.certManager.enabled is false",
+        ),
+        (
+            [*ON, "--set", "webhook.certManager.issuerRef.kind=ClusterIssuer"],
+            "webhook.certManager.issuerRef.name is required",
+        ),
     ],
 )
 def test_bad_values_are_refused_naming_what_is_wrong(helm: Path, args: list[str], error: str) -> None:
@@ -382,3 +408,201 @@ def test_monitoring_is_deploys_aimed_at_this_release(helm: Path) -> None:
     assert json.loads(dashboard["data"]["dashboard.json"]) == json.loads(
         (DEPLOY / "monitoring" / "dashboard.json").read_text()
     )
+
+
+# --- the admission webhook (settings.webhook=cluster): deploy/webhook/ for this release ------------
+
+
+def services(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+
+
+def webhook_patch() -> dict[str, Any]:
+    """deploy/webhook/operator-patch.yaml as what it adds: env, ports, volumeMounts, volumes."""
+    added: dict[str, Any] = {}
+    for op in yaml.safe_load((WEBHOOK / "operator-patch.yaml").read_text()):
+        added.setdefault(op["path"].removesuffix("/-").rsplit("/", 1)[1], []).append(op["value"])
+    return added
+
+
+def test_webhook_off_renders_none_of_its_objects(helm: Path) -> None:
+    for args in ((), ("-f", str(NAMESPACED_VALUES))):
+        docs = template(helm, *args)
+        assert not [d for d in docs if d["kind"] in WEBHOOK_KINDS]
+        assert not [name for name in services(docs) if name.endswith("-webhook")]
+        assert env(docs)["READINESS_WEBHOOK"] == "off"
+        assert "webhook" not in {p["name"] for p in container(docs)["ports"]}
+        assert [m["name"] for m in container(docs)["volumeMounts"]] == ["tmp"]
+        pod = only(docs, "Deployment")["spec"]["template"]["spec"]
+        assert [v["name"] for v in pod["volumes"]] == ["tmp"]
+        assert "fsGroup" not in pod["securityContext"]
+
+
+def test_webhook_registers_the_configuration_the_operator_builds(helm: Path) -> None:
+    """The same registration as readiness.webhook's webhook_configuration() (and so as
+    deploy/webhook/), pointing at this release's Service in its namespace."""
+    for release, namespace, args, watched in (
+        (RELEASE, NAMESPACE, (), ""),
+        ("shard", "ops", ("-f", str(NAMESPACED_VALUES)), "shop,payments"),
+    ):
+        docs = template(helm, *ON, *args, release=release, namespace=namespace)
+        ours = only(docs, "MutatingWebhookConfiguration")
+        service = {
+            "name": f"{only(docs, 'Deployment')['metadata']['name']}-webhook",
+            "namespace": namespace,
+            "path": f"/{HANDLER_ID}",
+            "port": 443,
+        }
+        built = webhook_configuration(
+            ours["metadata"]["name"],
+            {"service": service},
+            namespace_selector(watched, exclude=("kube-system", namespace)),
+        )
+        (hook,) = ours["webhooks"]
+        (expected,) = built["webhooks"]
+        for key in (
+            "name",
+            "rules",
+            "sideEffects",
+            "failurePolicy",
+            "timeoutSeconds",
+            "reinvocationPolicy",
+            "admissionReviewVersions",
+            "matchPolicy",
+            "namespaceSelector",
+            "objectSelector",
+            "clientConfig",
+        ):
+            assert hook[key] == expected[key], (release, key)
+        assert hook == expected
+        certificate = only(docs, "Certificate")["metadata"]["name"]
+        assert ours["metadata"]["annotations"] == {
+            "cert-manager.io/inject-ca-from": f"{namespace}/{certificate}"
+        }
+    # For the release deploy/ corresponds to, it is deploy/webhook/'s object but for Helm's labels.
+    shipped = yaml.safe_load((WEBHOOK / "mutatingwebhookconfiguration.yaml").read_text())
+    ours = only(template(helm, *ON), "MutatingWebhookConfiguration")
+    for doc in (ours, shipped):
+        del doc["metadata"]["labels"]
+    assert ours == shipped
+
+
+@pytest.mark.parametrize(
+    ("release", "namespace"), [(RELEASE, NAMESPACE), ("shard", "ops")], ids=["deploy", "other"]
+)
+def test_webhook_objects_fit_together(helm: Path, release: str, namespace: str) -> None:
+    docs = template(helm, *ON, release=release, namespace=namespace)
+    (hook,) = only(docs, "MutatingWebhookConfiguration")["webhooks"]
+    target = hook["clientConfig"]["service"]
+    # The Service the configuration names: in the release namespace, 443 -> the pods' webhook port.
+    service = services(docs)[target["name"]]
+    assert service["metadata"]["namespace"] == target["namespace"] == namespace
+    (port,) = service["spec"]["ports"]
+    assert port["port"] == target["port"] == 443
+    pod_template = only(docs, "Deployment")["spec"]["template"]
+    assert service["spec"]["selector"].items() <= pod_template["metadata"]["labels"].items()
+    ports = {p["name"]: p["containerPort"] for p in container(docs)["ports"]}
+    assert ports[port["targetPort"]] == values()["settings"]["webhookPort"] == 9443
+    # The operator serves cluster mode on that port with the certificate mounted where it reads it.
+    rendered = env(docs)
+    assert rendered["READINESS_WEBHOOK"] == "cluster"
+    assert rendered["READINESS_WEBHOOK_PORT"] == "9443"
+    mounts = {m["name"]: m for m in container(docs)["volumeMounts"]}
+    assert mounts["webhook-tls"] == {
+        "name": "webhook-tls",
+        "mountPath": rendered["READINESS_WEBHOOK_CERT_DIR"],
+        "readOnly": True,
+    }
+    pod = pod_template["spec"]
+    volume = {v["name"]: v for v in pod["volumes"]}["webhook-tls"]
+    # root-owned 0440 files: the non-root operator reads them as the pod's fsGroup.
+    assert volume["secret"]["defaultMode"] == 0o440
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
+    # cert-manager writes that Secret, for the Service's names, from the release's Issuer.
+    certificate = only(docs, "Certificate")
+    assert certificate["metadata"]["namespace"] == namespace
+    assert certificate["spec"]["secretName"] == volume["secret"]["secretName"]
+    assert certificate["spec"]["dnsNames"] == [
+        f"{target['name']}.{namespace}.svc",
+        f"{target['name']}.{namespace}.svc.cluster.local",
+    ]
+    issuer = only(docs, "Issuer")
+    assert issuer["spec"] == {"selfSigned": {}}
+    assert certificate["spec"]["issuerRef"] == {"kind": "Issuer", "name": issuer["metadata"]["name"]}
+    if release != RELEASE:
+        assert target["name"] == "shard-readiness-operator-webhook"
+        return
+    # The release deploy/ corresponds to gets deploy/webhook/'s objects and operator patch.
+    theirs = {
+        d["kind"]: d
+        for path in sorted(WEBHOOK.glob("*.yaml"))
+        for d in yaml.safe_load_all(path.read_text())
+        if isinstance(d, dict)  # not operator-patch.yaml's list of operations
+    }
+    for kind, ours in (("Service", service), ("Issuer", issuer), ("Certificate", certificate)):
+        assert ours["metadata"]["name"] == theirs[kind]["metadata"]["name"], kind
+        if kind == "Service":  # the chart's pods are selected by release as well
+            assert theirs[kind]["spec"]["selector"].items() <= ours["spec"]["selector"].items()
+            assert ours["spec"]["ports"] == theirs[kind]["spec"]["ports"]
+        else:
+            assert ours["spec"] == theirs[kind]["spec"], kind
+    added = webhook_patch()
+    assert {e["name"]: e["value"] for e in added["env"]}.items() <= rendered.items()
+    assert added["ports"][0] in container(docs)["ports"]
+    assert added["volumeMounts"] == [mounts["webhook-tls"]]
+    assert added["volumes"] == [volume]
+
+
+def test_webhook_with_a_ca_of_your_own(helm: Path) -> None:
+    ca = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n").decode()
+    docs = template(
+        helm,
+        *ON,
+        "--set",
+        "webhook.certManager.enabled=false",
+        "--set",
+        f"webhook.caBundle={ca}",
+        "--set",
+        "webhook.secretName=platform-webhook-tls",
+    )
+    assert not [d for d in docs if d["kind"] in ("Issuer", "Certificate")]
+    config = only(docs, "MutatingWebhookConfiguration")
+    assert "annotations" not in config["metadata"]
+    (hook,) = config["webhooks"]
+    assert hook["clientConfig"]["caBundle"] == ca
+    assert hook["clientConfig"]["service"]["name"] in services(docs)
+    pod = only(docs, "Deployment")["spec"]["template"]["spec"]
+    volume = {v["name"]: v for v in pod["volumes"]}["webhook-tls"]
+    assert volume["secret"]["secretName"] == "platform-webhook-tls"
+
+
+def test_webhook_values_reach_the_configuration(helm: Path) -> None:
+    extra = {"key": "readiness.dev/admission", "operator": "NotIn", "values": ["off"]}
+    docs = template(
+        helm,
+        *ON,
+        "--set",
+        "webhook.timeoutSeconds=3",
+        "--set-json",
+        f"webhook.namespaceSelector.matchExpressions=[{json.dumps(extra)}]",
+        "--set",
+        "webhook.namespaceSelector.matchLabels.tier=apps",
+        "--set",
+        "webhook.certManager.issuerRef.kind=ClusterIssuer",
+        "--set",
+        "webhook.certManager.issuerRef.name=platform-ca",
+    )
+    (hook,) = only(docs, "MutatingWebhookConfiguration")["webhooks"]
+    assert hook["timeoutSeconds"] == 3
+    built = namespace_selector("", exclude=("kube-system", NAMESPACE))
+    assert hook["namespaceSelector"] == {
+        "matchExpressions": [*built["matchExpressions"], extra],
+        "matchLabels": {"tier": "apps"},
+    }
+    # An issuer of the platform's: no Issuer of the release.
+    assert not [d for d in docs if d["kind"] == "Issuer"]
+    assert only(docs, "Certificate")["spec"]["issuerRef"] == {"kind": "ClusterIssuer", "name": "platform-ca"}
+    # In kube-system itself, the one namespace excluded is not listed twice.
+    docs = template(helm, *ON, namespace="kube-system")
+    (hook,) = only(docs, "MutatingWebhookConfiguration")["webhooks"]
+    assert hook["namespaceSelector"]["matchExpressions"][0]["values"] == ["kube-system"]

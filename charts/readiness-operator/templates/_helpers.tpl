@@ -122,3 +122,23 @@ when READINESS_NAMESPACES holds globs or several names).
   resources: [namespaces]
   verbs: [list, watch]
 {{- end -}}
+
+{{/*
+The mutating admission webhook (settings.webhook "cluster"; deploy/webhook/ for kustomize): the
+Service the apiserver calls, the TLS Secret the pods mount, and cert-manager's Certificate.
+*/}}
+{{- define "readiness-operator.webhookOn" -}}
+{{- if eq (toString .Values.settings.webhook) "cluster" -}}true{{- end -}}
+{{- end -}}
+
+{{- define "readiness-operator.webhookService" -}}
+{{- printf "%s-webhook" (include "readiness-operator.fullname" . | trunc 55 | trimSuffix "-") -}}
+{{- end -}}
+
+{{- define "readiness-operator.webhookCertificate" -}}
+{{- include "readiness-operator.webhookService" . -}}
+{{- end -}}
+
+{{- define "readiness-operator.webhookSecret" -}}
+{{- default (printf "%s-tls" (include "readiness-operator.webhookService" .)) .Values.webhook.secretName -}}
+{{- end -}}
