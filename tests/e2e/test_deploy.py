@@ -137,6 +137,38 @@ def solo_namespace(kube: Kube) -> Iterator[str]:
     kube.run("delete", "namespace", name, "--wait=false", check=False)
 
 
+def web_and_profile(namespace: str) -> str:
+    """A bare Deployment ``web`` and a profile that sets its resources."""
+    return yaml.safe_dump_all(
+        [
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "web", "namespace": namespace, "labels": {"app": "web"}},
+                "spec": {
+                    "selector": {"matchLabels": {"app": "web"}},
+                    "template": {
+                        "metadata": {"labels": {"app": "web"}},
+                        "spec": {"containers": [{"name": "app", "image": "web:1"}]},
+                    },
+                },
+            },
+            {
+                "apiVersion": "readiness.dev/v1alpha1",
+                "kind": "ServiceProfile",
+                "metadata": {"name": "web", "namespace": namespace},
+                "spec": {
+                    "selector": {"matchLabels": {"app": "web"}},
+                    "resources": {
+                        "requests": {"cpu": "50m", "memory": "64Mi"},
+                        "limits": {"memory": "128Mi"},
+                    },
+                },
+            },
+        ]
+    )
+
+
 def _service_account_kubeconfig(kube: Kube, path: Path) -> Path:
     admin = kube.json("config", "view", "--raw", "--minify")
     token = kube.run("create", "token", ACCOUNT, "-n", NAMESPACE, "--duration=10m").stdout.strip()
@@ -160,41 +192,7 @@ def test_the_operator_works_with_nothing_but_its_granted_rights(
 ) -> None:
     """can-i shows what is granted; only the real operator shows that it is enough."""
     ns = solo_namespace
-    kube.apply(
-        yaml.safe_dump_all(
-            [
-                {
-                    "apiVersion": "kopf.dev/v1",
-                    "kind": "KopfPeering",
-                    "metadata": {"name": ACCOUNT, "namespace": ns},
-                },
-                {
-                    "apiVersion": "apps/v1",
-                    "kind": "Deployment",
-                    "metadata": {"name": "web", "namespace": ns, "labels": {"app": "web"}},
-                    "spec": {
-                        "selector": {"matchLabels": {"app": "web"}},
-                        "template": {
-                            "metadata": {"labels": {"app": "web"}},
-                            "spec": {"containers": [{"name": "app", "image": "web:1"}]},
-                        },
-                    },
-                },
-                {
-                    "apiVersion": "readiness.dev/v1alpha1",
-                    "kind": "ServiceProfile",
-                    "metadata": {"name": "web", "namespace": ns},
-                    "spec": {
-                        "selector": {"matchLabels": {"app": "web"}},
-                        "resources": {
-                            "requests": {"cpu": "50m", "memory": "64Mi"},
-                            "limits": {"memory": "128Mi"},
-                        },
-                    },
-                },
-            ]
-        )
-    )
+    kube.apply(web_and_profile(ns))  # no KopfPeering: the operator makes its own with its rights
     op = start_operator(
         _service_account_kubeconfig(kube, tmp_path / "kubeconfig"),
         tmp_path,

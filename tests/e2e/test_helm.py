@@ -21,7 +21,7 @@ import pytest
 import yaml
 from tests.conftest import ROOT, Kube
 from tests.e2e.conftest import start_operator, stop_operator, wait_for
-from tests.e2e.test_deploy import CRDS, IMAGE, own_control_plane, without_the_crds
+from tests.e2e.test_deploy import CRDS, IMAGE, own_control_plane, web_and_profile, without_the_crds
 
 from readiness_testbed import Testbed as ControlPlane
 
@@ -174,37 +174,6 @@ def _can(kube: Kube, sa: str, verb: str, resource: str, *extra: str) -> bool:
     return result.stdout.strip() == "yes"
 
 
-def _profile_and_deployment(namespace: str) -> str:
-    return yaml.safe_dump_all(
-        [
-            {
-                "apiVersion": "apps/v1",
-                "kind": "Deployment",
-                "metadata": {"name": "web", "namespace": namespace, "labels": {"app": "web"}},
-                "spec": {
-                    "selector": {"matchLabels": {"app": "web"}},
-                    "template": {
-                        "metadata": {"labels": {"app": "web"}},
-                        "spec": {"containers": [{"name": "app", "image": "web:1"}]},
-                    },
-                },
-            },
-            {
-                "apiVersion": "readiness.dev/v1alpha1",
-                "kind": "ServiceProfile",
-                "metadata": {"name": "web", "namespace": namespace},
-                "spec": {
-                    "selector": {"matchLabels": {"app": "web"}},
-                    "resources": {
-                        "requests": {"cpu": "50m", "memory": "64Mi"},
-                        "limits": {"memory": "128Mi"},
-                    },
-                },
-            },
-        ]
-    )
-
-
 def _compliant(kube: Kube, namespace: str, op: Any) -> bool:
     text = op.log_text()
     if op.process.poll() is not None:
@@ -258,7 +227,7 @@ def test_a_namespaced_release_grants_just_enough_in_its_namespaces(
     # The operator, as the Deployment configures it, with nothing but the release's rights: it
     # creates its KopfPeering in each namespace it serves (none elsewhere) and does its work.
     for namespace in ("team-a", "team-b", "team-c"):
-        kube.apply(_profile_and_deployment(namespace))
+        kube.apply(web_and_profile(namespace))
     op = start_operator(
         _token_kubeconfig(kube, name, ns, tmp_path / "kubeconfig"),
         bed.log_dir,

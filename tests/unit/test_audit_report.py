@@ -17,6 +17,7 @@ import jsonschema
 import pytest
 from click.testing import CliRunner
 from tests.profile_corpus import VALID
+from tests.unit.test_audit import DEPLOYMENT as AUDITED
 
 from readiness.cli import main
 from readiness.engine.desired import plan
@@ -26,25 +27,8 @@ from readiness.report import RULES
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 SCHEMA_FILE = DATA / "sarif-schema-2.1.0.json"
-DEPLOYMENT = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {name}
-  namespace: shop
-  labels: {{app: {app}}}
-spec:
-  selector: {{matchLabels: {{app: {app}}}}}
-  template:
-    metadata: {{labels: {{app: {app}}}}}
-    spec:
-      containers:
-      - name: app
-        image: registry.example/app:1
-        ports: [{{name: http, containerPort: 8080}}]
-        env:
-        - {{name: LOG_LEVEL, value: debug}}
-"""
+# The audit tests' Deployment, with a log level the profiles below disagree with.
+DEPLOYMENT = AUDITED.replace("value: info", "value: debug")
 PROFILES = """\
 apiVersion: readiness.dev/v1alpha1
 kind: ServiceProfile

@@ -37,24 +37,31 @@ class Peering:
         return {"status": {"rival": {"priority": self.rival, "lastseen": now, "lifetime": 60}}}
 
 
+def peered(
+    twin: Twin, peering: Peering, metrics: Metrics, queue: WorkQueue[WorkKey], clusterwide: bool
+) -> Controller:
+    """A controller whose replica has priority 100 in ``peering``."""
+    board = Board()
+    events = EventSink(twin, metrics)
+    return Controller(
+        twin.world,
+        board,
+        Reconciler(twin, twin.world, board, metrics, events),
+        StatusWriter(twin, twin.world, board, metrics, events),
+        queue,
+        PeeringGate(peering.read, me="me", priority=100, clusterwide=clusterwide, ttl=0),
+        metrics=metrics,
+    )
+
+
 async def test_a_standby_exports_no_profile_series_and_a_take_over_decides_afresh() -> None:
     twin = Twin()
     twin.add_deployment(deployment())
     twin.add_profile(NS, "p", PROFILE)
     peering = Peering()
     metrics = Metrics(version="1.2.3")
-    board = Board()
-    events = EventSink(twin, metrics)
     queue: WorkQueue[WorkKey] = WorkQueue(metrics)
-    controller = Controller(
-        twin.world,
-        board,
-        Reconciler(twin, twin.world, board, metrics, events),
-        StatusWriter(twin, twin.world, board, metrics, events),
-        queue,
-        PeeringGate(peering.read, me="me", priority=100, clusterwide=True, ttl=0),
-        metrics=metrics,
-    )
+    controller = peered(twin, peering, metrics, queue, clusterwide=True)
     ratio = {"namespace": NS, "profile": "p"}
     metrics.observe_profile(NS, "p", ["Compliant"], [], 100)
 
@@ -173,17 +180,7 @@ async def test_a_standby_that_has_seen_nothing_still_knows_it_stands_by() -> Non
     peering = Peering()
     peering.rival = 200
     metrics = Metrics()
-    board = Board()
-    events = EventSink(twin, metrics)
-    controller = Controller(
-        twin.world,
-        board,
-        Reconciler(twin, twin.world, board, metrics, events),
-        StatusWriter(twin, twin.world, board, metrics, events),
-        WorkQueue(metrics),
-        PeeringGate(peering.read, me="me", priority=100, clusterwide=False, ttl=0),
-        metrics=metrics,
-    )
+    controller = peered(twin, peering, metrics, WorkQueue(metrics), clusterwide=False)
     assert not await controller.stand(["shop-a"])
     assert metrics.registry.get_sample_value("readiness_active") == 0
     controller.close()
