@@ -221,7 +221,7 @@ async def operate(settings: Settings) -> None:
         keep_peerings.stop()
         keep_registered.stop()
         if admission is not None:
-            await admission.unregister()  # while it still serves: no request meets a closed port
+            await admission.unregister()  # kopf stopped serving: the apiserver must stop asking
         controller.close()
         await workers.stop(settings.shutdown_seconds)
         with contextlib.suppress(TimeoutError):
@@ -294,9 +294,10 @@ async def operate(settings: Settings) -> None:
         )
     finally:
         await servers.stop()
-        cluster.close()
         if admission is not None:
+            await admission.unregister()  # also when kopf ended without its cleanup (a crash)
             admission.close()
+        cluster.close()
         log.info("operator_stopped")
 
 

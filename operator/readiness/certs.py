@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-_VALIDITY = dt.timedelta(days=7)
+_VALIDITY = dt.timedelta(days=365)  # a local control plane's; never served beyond this machine
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ HANDLER_ID = "admit-deployments"  # the path it is served on: /admit-deployments
 WEBHOOK_NAME = "deployments.readiness.dev"
 TIMEOUT_SECONDS = 5  # what the apiserver waits at most; then it admits as sent (Ignore)
 PROFILES_TTL = 2.0  # how long profiles read through the API answer for their namespace
+# How long a request may wait for its namespace's profiles (the registration's timeout is 5 s).
+PROFILES_PATIENCE = 1.5
 LIST_TIMEOUT = 2.0  # a read that would take longer leaves the request to the reconciler
 # Never mutated, whatever the profiles there: the control plane's own, and the operator's own
 # namespace (an operator Deployment that waited on its own webhook could not start it).
@@ -77,7 +79,7 @@ class ProfileSource:
             trusted = False
         records = self._world.profiles(namespace) if trusted else await self._read(namespace)
         return {
-            r.name: Candidate(r.generation, r.parsed)
+            r.name: Candidate(r.generation, r.parsed, halted=halted(r))
             for r in records
             if not r.deleting and isinstance(r.parsed, ServiceProfileSpec)
         }
@@ -105,6 +107,17 @@ class ProfileSource:
             del self._reading[namespace]
 
 
+def halted(record: ProfileRecord) -> bool:
+    """The profile's status says a rollout of its current generation failed (the reconciler
+    halted it): what it sets is known to break Deployments."""
+    status = record.status or {}
+    return status.get("observedGeneration") == record.generation and any(
+        c.get("type") == "Progressing" and c.get("reason") == "RolloutFailed"
+        for c in status.get("conditions") or ()
+        if isinstance(c, Mapping)
+    )
+
+
 class Admitter:
     """Answers admission requests for Deployments. Never raises: an error is logged and the
     request is admitted as it was sent (a refusal would block a team's deploy)."""
@@ -115,8 +128,10 @@ class Admitter:
         metrics: Metrics,
         watches: Callable[[str], bool],
         monotonic: Callable[[], float] = time.perf_counter,
+        patience: float = PROFILES_PATIENCE,
     ) -> None:
         self._profiles = profiles
+        self._patience = patience
         self._metrics = metrics
         self._watches = watches
         self._monotonic = monotonic
@@ -130,7 +145,14 @@ class Admitter:
             if skipped is not None:
                 admission = Admission("Skipped", skipped)
             else:
-                admission = admit(request, await self._profiles.candidates(namespace))
+                # The apiserver waits for us (its timeout), and every Deployment write with it:
+                # profiles that cannot be had quickly admit the request as sent.
+                async with asyncio.timeout(self._patience):
+                    candidates = await self._profiles.candidates(namespace)
+                admission = admit(request, candidates)
+        except TimeoutError:
+            log.warning("admission_slow", namespace=namespace, deployment=name, seconds=self._patience)
+            admission = Admission("Skipped", "profiles-unavailable")
         except Exception as error:
             log.warning("admission_failed", namespace=namespace, deployment=name, error=repr(error))
             admission = Admission("Skipped", "error")
@@ -229,6 +251,7 @@ class Registration:
         self._registry = registry
         self.body = body
         self._problem: str | None = "not registered yet"
+        self._removed = False
 
     @property
     def name(self) -> str:
@@ -248,11 +271,14 @@ class Registration:
         self._problem = None
 
     async def remove(self) -> None:
+        if self._removed:
+            return
         try:
             await self._registry.delete_webhook_configuration(self.name)
         except ApiError as error:
             log.warning("webhook_not_removed", name=self.name, error=str(error))
             return
+        self._removed = True
         log.info("webhook_removed", name=self.name)
 
     def missing(self) -> str | None:

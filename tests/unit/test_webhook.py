@@ -182,6 +182,34 @@ def test_deploy_webhook_registers_the_same_configuration() -> None:
     }
 
 
+async def test_a_halted_profile_mutates_nothing() -> None:
+    """A rollout of this generation failed: the reconciler writes nothing more for it, and
+    neither does admission (a team's next deploy would carry the breaking fields)."""
+    body = profile_body(generation=2, **FULL)
+    body["status"] = {
+        "observedGeneration": 2,
+        "conditions": [{"type": "Progressing", "status": "False", "reason": "RolloutFailed"}],
+    }
+    admitter = Admitter(source(World(), Api(body), trusted=False), Metrics(), lambda ns: True)
+    admission = await admitter.review(request(deployment()))
+    assert (admission.outcome, admission.reason) == ("Skipped", "halted")
+    body["metadata"]["generation"] = 3  # a person fixed the profile: admission goes on
+    fixed = Admitter(source(World(), Api(body), trusted=False), Metrics(), lambda ns: True)
+    assert (await fixed.review(request(deployment()))).outcome == "Mutated"
+
+
+async def test_profiles_that_cannot_be_had_quickly_admit_as_sent() -> None:
+    class Slow(Api):
+        async def __call__(self, namespace: str) -> list[dict[str, Any]]:
+            await asyncio.sleep(10)
+            return []
+
+    metrics = Metrics()
+    admitter = Admitter(source(World(), Slow(), trusted=False), metrics, lambda ns: True, patience=0.05)
+    admission = await asyncio.wait_for(admitter.review(request(deployment())), timeout=2)
+    assert (admission.outcome, admission.reason) == ("Skipped", "profiles-unavailable")
+
+
 class Registry:
     def __init__(self) -> None:
         self.applied: list[Any] = []
@@ -210,4 +238,5 @@ async def test_registration_says_when_it_is_missing_and_recovers() -> None:
     await registration.ensure()
     assert registration.missing() is None
     await registration.remove()
+    await registration.remove()  # kopf's cleanup, then the operator's last word: once
     assert registry.deleted == ["local-1"]

@@ -49,6 +49,7 @@ class Candidate:
 
     generation: int
     spec: ServiceProfileSpec
+    halted: bool = False  # a rollout of this generation failed: it changes nothing more
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,8 @@ def admit(request: Mapping[str, Any], profiles: Mapping[str, Candidate]) -> Admi
         return Admission("Skipped", "audit", profile=owner)
     if ev.problems:
         return Admission("Skipped", "invalid", profile=owner)
+    if profiles[owner].halted:  # the reconciler writes nothing for it; neither does admission
+        return Admission("Skipped", "halted", profile=owner)
     checks = tuple(c for c in ev.changes if c != "released")
     if ev.apply is None or not checks:
         return Admission("Compliant", "conflicted" if ev.conflicts else "compliant", profile=owner)
