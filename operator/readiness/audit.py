@@ -102,8 +102,17 @@ def audit(
     profiles, refused, errors = _profiles(docs, namespace)
     findings: list[Finding] = []
     problems = list(input_errors)
+    if not docs and not problems:
+        # An empty pipe (a `kubectl get` that failed upstream) must not pass as "all compliant".
+        problems.append(
+            InputError("<input>", None, "holds no Kubernetes object; check what was piped in or named")
+        )
     for doc in docs:
-        if doc.kind != "Deployment" or not doc.api_version.startswith("apps/"):
+        misfiled = _misfiled(doc)
+        if misfiled:
+            problems.append(InputError(doc.source, doc.line, misfiled))
+            continue
+        if doc.kind != "Deployment":
             continue
         ns = _namespace(doc, namespace)
         name = str(doc.metadata.get("name", ""))
@@ -118,7 +127,7 @@ def audit(
         try:
             view = DeploymentView.from_body({**doc.body, "metadata": {**doc.metadata, "namespace": ns}})
             judgement = judge(view, profiles.get(ns, {}))
-        except (TypeError, ValueError, KeyError, AttributeError) as error:
+        except (TypeError, ValueError, KeyError, AttributeError, ArithmeticError, RecursionError) as error:
             # A shape the apiserver would refuse, deeper than _unreadable looks (a string where
             # resources.limits should be): the engine reads only valid Deployments.
             problems.append(
@@ -203,6 +212,16 @@ def _profiles(
         if name not in refused.get(ns, set()):
             valid.setdefault(ns, {})[name] = model
     return valid, refused, errors
+
+
+def _misfiled(doc: Document) -> str:
+    """Why a Deployment or ServiceProfile would be skipped for its apiVersion ("" if it would
+    not): a typo there must be an error, not a Deployment the audit silently never saw."""
+    if doc.kind == "Deployment" and doc.api_version != "apps/v1":
+        return f"a Deployment needs apiVersion apps/v1, not {doc.api_version!r}: fix the manifest"
+    if doc.kind == KIND and doc.api_version != PROFILE_API_VERSION:
+        return f"a {KIND} needs apiVersion {PROFILE_API_VERSION}, not {doc.api_version!r}: fix the manifest"
+    return ""
 
 
 def _namespace(doc: Document, default: str) -> str:

@@ -86,10 +86,14 @@ def audit_command(paths: tuple[str, ...], output: str, require_profile: bool, na
     from .report import dumps, render_errors, render_json, render_sarif, render_text
 
     stdin = click.open_file("-")
-    if not paths and stdin.isatty():
+    if not paths and (stdin is None or stdin.isatty()):
         raise click.UsageError("name manifest files or directories, or pipe manifests in (- reads stdin)")
-    documents, problems = read(paths, stdin)
-    result = audit(documents, namespace=namespace, require_profile=require_profile, input_errors=problems)
+    try:
+        documents, problems = read(paths, stdin)
+        result = audit(documents, namespace=namespace, require_profile=require_profile, input_errors=problems)
+    except Exception as error:  # input the audit cannot take apart (RecursionError too): never exit 1
+        click.echo(f"readiness audit: could not check the input ({type(error).__name__}: {error})", err=True)
+        sys.exit(2)
     for line in render_errors(result):
         click.echo(line, err=True)
     if output == "json":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -125,12 +125,22 @@ def _texts(paths: Sequence[str], stdin: IO[str]) -> Iterator[tuple[str, str, Inp
         if given == STDIN:
             if STDIN not in seen:
                 seen.add(STDIN)
-                yield STDIN_NAME, stdin.read(), None
+                yield _decoded(STDIN_NAME, stdin)
             continue
         path = Path(given)
         if path.is_dir():
-            files = sorted(_manifests_below(path))
-            if not files:
+            unreadable: list[OSError] = []
+            files = sorted(_manifests_below(path, unreadable.append))
+            for error in unreadable:
+                shown = str(error.filename or given)
+                yield (
+                    shown,
+                    "",
+                    InputError(
+                        shown, None, f"cannot be read ({error.strerror or error}); check its permissions"
+                    ),
+                )
+            if not files and not unreadable:
                 yield (
                     given,
                     "",
@@ -156,17 +166,44 @@ def _texts(paths: Sequence[str], stdin: IO[str]) -> Iterator[tuple[str, str, Inp
             )
 
 
-def _manifests_below(directory: Path) -> Iterator[Path]:
-    """Manifest files below ``directory``; hidden files and directories (.git, .github) are skipped."""
-    for root, dirs, files in os.walk(directory):
+def _manifests_below(directory: Path, unreadable: Callable[[OSError], None]) -> Iterator[Path]:
+    """Manifest files below ``directory``; hidden files and directories (.git, .github) are
+    skipped. Linked directories are followed (a shared base is as much a part of the repository
+    as a copy), each real directory once, so a link loop ends."""
+    visited: set[str] = set()
+    for root, dirs, files in os.walk(directory, followlinks=True, onerror=unreadable):
+        real = os.path.realpath(root)
+        if real in visited:
+            dirs[:] = []
+            continue
+        visited.add(real)
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         for name in files:
             if not name.startswith(".") and name.endswith(SUFFIXES):
                 yield Path(root, name)
 
 
+def _decoded(shown: str, stream: IO[str]) -> tuple[str, str, InputError | None]:
+    raw = getattr(stream, "buffer", None)
+    try:
+        text = raw.read().decode("utf-8") if raw is not None else stream.read()
+    except UnicodeDecodeError:
+        return shown, "", InputError(shown, None, "is not UTF-8 text; save it as UTF-8 or leave it out")
+    except (OSError, ValueError) as error:  # closed or unreadable
+        return shown, "", InputError(shown, None, f"cannot be read ({error})")
+    return shown, text, None
+
+
 def _text(shown: str, path: Path, seen: set[str]) -> Iterator[tuple[str, str, InputError | None]]:
-    key = str(path.resolve())
+    try:
+        key = str(path.resolve(strict=True))
+    except (OSError, RuntimeError):  # a dangling link or a link loop
+        yield (
+            shown,
+            "",
+            InputError(shown, None, "is a link that leads nowhere (or in a loop); fix or remove the link"),
+        )
+        return
     if key in seen:
         return
     seen.add(key)

@@ -398,3 +398,55 @@ def test_the_text_report_is_stable() -> None:
         1 Deployment(s): 0 compliant, 1 not compliant, 0 unselected; exit 1
         """
     )
+
+
+# ---- input that must never pass unchecked, nor end in a traceback (from review) ----
+
+
+def test_an_empty_pipe_is_an_input_error_not_a_pass() -> None:
+    result = run("-", stdin="")
+    assert result.exit_code == 2, result.output
+    assert "no Kubernetes object" in result.output
+
+
+@pytest.mark.parametrize(
+    ("wrong", "kind"),
+    [
+        ("apps/v1beta2", "Deployment"),
+        ("extensions/v1beta1", "Deployment"),
+        ("readiness.io/v1alpha1", "ServiceProfile"),
+    ],
+)
+def test_a_typo_in_the_api_version_is_an_input_error(wrong: str, kind: str) -> None:
+    text = DEPLOYMENT.format(name="api", app="api")
+    if kind == "Deployment":
+        text = text.replace("apiVersion: apps/v1", f"apiVersion: {wrong}")
+    else:
+        text = text + "---\n" + LOGGING_PROFILE.replace("readiness.dev/v1alpha1", wrong)
+    result = run("-", stdin=text)
+    assert result.exit_code == 2, result.output
+    assert f"not {wrong!r}" in result.output
+
+
+def test_bytes_that_are_not_utf8_on_stdin_are_an_input_error() -> None:
+    result = CliRunner().invoke(main, ["audit", "-"], input=b"\xe9\xff")
+    assert result.exit_code == 2, result.output
+    assert "UTF-8" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_linked_directories_are_read_and_link_loops_end(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "api.yaml").write_text(DEPLOYMENT.format(name="api", app="api") + "---\n" + LOGGING_PROFILE)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "base").symlink_to(shared, target_is_directory=True)
+    (shared / "again").symlink_to(repo, target_is_directory=True)  # a loop through both
+    (repo / "a.yaml").symlink_to(repo / "b.yaml")
+    (repo / "b.yaml").symlink_to(repo / "a.yaml")
+    result = run(str(repo))
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    assert "api" in result.output, "the linked base was read"
+    assert "leads nowhere" in result.output
+    assert result.exit_code == 2
