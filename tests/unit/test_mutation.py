@@ -181,6 +181,21 @@ def test_under_force_the_profiles_value_wins() -> None:
     assert patched(obj, admission.patch) == admission.obj
 
 
+def test_a_variable_defined_twice_is_judged_and_set_by_its_last_definition() -> None:
+    """The pod takes the last definition: a first one that matches the profile is no pass."""
+    twice = [{"name": "LOG_LEVEL", "value": "info"}, {"name": "LOG_LEVEL", "value": "warn"}]
+    forced = profiles(api={"conflictPolicy": "Force", "logging": {"level": "info"}})
+    admission = admit(request(deployment(env=twice)), forced)
+    assert admission.outcome == "Mutated"
+    assert admission.obj is not None
+    app = admission.obj["spec"]["template"]["spec"]["containers"][0]
+    assert app["env"][-1] == {"name": "LOG_LEVEL", "value": "info"}
+    assert admit(request(admission.obj), forced).outcome == "Compliant", "and it stays so"
+    reported = profiles(api={"logging": {"level": "info"}})  # Report: the team's definitions stand
+    assert admit(request(deployment(env=twice)), reported).outcome == "Compliant"
+    assert admit(request(deployment(env=twice)), reported).reason == "conflicted"
+
+
 def test_an_audit_profile_never_mutates() -> None:
     admission = admit(request(deployment()), profiles(api={"mode": "Audit", **FULL}))
     assert (admission.outcome, admission.reason, admission.profile, admission.patch) == (

@@ -82,7 +82,11 @@ def lookup(document: Mapping[str, Any], path: Iterable[str]) -> Any:
             wanted = json.loads(element[2:])
             if not isinstance(node, list):
                 return _MISSING
-            node = next((item for item in node if all(item.get(k) == v for k, v in wanted.items())), _MISSING)
+            # The last of equal keys: a variable defined twice takes its last value in the pod.
+            node = next(
+                (item for item in reversed(node) if all(item.get(k) == v for k, v in wanted.items())),
+                _MISSING,
+            )
             if node is _MISSING:
                 return _MISSING
         else:

@@ -173,7 +173,10 @@ def merge(target: dict[str, Any], apply: Mapping[str, Any], parent: str = "") ->
             merge(live, value, name)
         elif _named(value) and isinstance(live, list):
             for item in value:
-                found = next((i for i in live if isinstance(i, dict) and i.get("name") == item["name"]), None)
+                # The last of a name: a variable defined twice takes its last value in the pod.
+                found = next(
+                    (i for i in reversed(live) if isinstance(i, dict) and i.get("name") == item["name"]), None
+                )
                 if found is None:
                     live.append(copy.deepcopy(dict(item)))
                 else:
