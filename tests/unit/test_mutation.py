@@ -190,7 +190,7 @@ def test_a_variable_defined_twice_is_judged_and_set_by_its_last_definition() -> 
     assert admission.obj is not None
     app = admission.obj["spec"]["template"]["spec"]["containers"][0]
     assert app["env"][-1] == {"name": "LOG_LEVEL", "value": "info"}
-    assert admit(request(admission.obj), forced).outcome == "Compliant", "and it stays so"
+    assert admit(request(dict(admission.obj)), forced).outcome == "Compliant", "and it stays so"
     reported = profiles(api={"logging": {"level": "info"}})  # Report: the team's definitions stand
     assert admit(request(deployment(env=twice)), reported).outcome == "Compliant"
     assert admit(request(deployment(env=twice)), reported).reason == "conflicted"
