@@ -169,7 +169,9 @@ class Controller:
         """Whether this replica acts, for the cluster or for any namespace it knows or
         ``watched`` names (a standby's paused watches may have shown it none). A standby
         replica exports no per-profile series (frozen, they would disagree with the active
-        one's); a replica that takes over decides everything afresh."""
+        one's). A replica that takes over decides from what kopf's resumed watches deliver,
+        not from what it saw before it stood by: that is stale, and deciding from it applied
+        again what the replica before had applied."""
         namespaces = (
             {ns for ns, _ in self._world.all_profiles()}
             | {ns for ns, _ in self._metrics.profiles()}
@@ -186,11 +188,10 @@ class Controller:
         for namespace, profile in self._metrics.profiles():
             if namespace not in acting:
                 self._metrics.forget_profile(namespace, profile)
-        # Taking over: acting now where this replica knew it stood by. A namespace seen for the
-        # first time is not one: the watches deliver it as it comes.
+        # Taking over: acting now where this replica knew it stood by (a namespace seen for the
+        # first time is not one).
         if self._acting is not None and (took := acting & (self._known - self._acting)):
             log.info("taking_over", namespaces=sorted(took - {""}))
-            self.resync()
         self._acting, self._known = acting, namespaces | {""}
         self._metrics.active.set(1 if acting else 0)
         return bool(acting)
