@@ -229,6 +229,17 @@ def parse(text: str, source: str = "<input>") -> tuple[list[Document], list[Inpu
         while loader.check_node():
             node = loader.get_node()
             if node is not None:
+                repeated = _repeated_key(node)
+                if repeated is not None:
+                    key, at = repeated
+                    return documents, [
+                        InputError(
+                            source,
+                            at,
+                            f"is not valid YAML for kubectl: the key {key!r} appears twice in one mapping "
+                            "(YAML would keep the last silently; kubectl refuses it); keep one",
+                        )
+                    ]
                 documents += _objects(loader.construct_document(node), node, source, index)
             index += 1
     except yaml.MarkedYAMLError as error:
@@ -246,6 +257,28 @@ def parse(text: str, source: str = "<input>") -> tuple[list[Document], list[Inpu
     finally:
         loader.dispose()
     return documents, []
+
+
+def _repeated_key(root: yaml.Node) -> tuple[str, int] | None:
+    """The first key that a mapping of ``root`` holds twice, and its second line (walked
+    without recursion: a deeply nested document must not exhaust the stack)."""
+    stack, seen = [root], set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:  # an alias is the node it names, walked once
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            keys: set[str] = set()
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    if key.value in keys:
+                        return key.value, key.start_mark.line + 1
+                    keys.add(key.value)
+                stack.append(value)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+    return None
 
 
 def objects(data: Any, source: str = "<input>", index: int = 0) -> list[Document]:

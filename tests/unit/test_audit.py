@@ -450,3 +450,15 @@ def test_linked_directories_are_read_and_link_loops_end(tmp_path: Path) -> None:
     assert "api" in result.output, "the linked base was read"
     assert "leads nowhere" in result.output
     assert result.exit_code == 2
+
+
+def test_a_key_twice_in_one_mapping_is_an_input_error_as_kubectl_says() -> None:
+    text = DEPLOYMENT.format(name="api", app="api").replace(
+        "        env:\n", "        env: [{name: LOG_LEVEL, value: debug}]\n        env:\n"
+    )
+    result = run("-", stdin=text)
+    assert result.exit_code == 2, result.output
+    assert "the key 'env' appears twice" in result.output
+    merged = "base: &b {x: 1}\nuse:\n  <<: *b\n  x: 2\n---\n"  # a merge key and an override: no repeat
+    plain = run("-", stdin=merged + DEPLOYMENT.format(name="api", app="api"))
+    assert "appears twice" not in plain.output, plain.output
