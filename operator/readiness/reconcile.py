@@ -51,6 +51,12 @@ class Outcome:
     changed: set[Key] = field(default_factory=set)  # profiles whose status this moved
 
 
+KEPT_UNDER_NEXT_CHANGE = (
+    "fields the profile no longer sets stay in place (rollout.trigger NextChange starts no rollout "
+    "to take them away; switch to Immediate to release them)"
+)
+
+
 class Reconciler:
     """Reconciles one Deployment at a time; the work queue guarantees no two run for one key."""
 
@@ -165,7 +171,11 @@ class Reconciler:
                 )
                 targets[owner] = target(view, ev, state="Pending", message=message)
             elif spec.mode == "Enforce" and ev.apply is not None and not ev.problems:
-                if spec.rollout.trigger == "NextChange":
+                if spec.rollout.trigger == "NextChange" and set(ev.changes) == {"released"}:
+                    # Nothing the profile asks for is missing; what it stopped setting stays, since
+                    # taking it away would be a rollout of its own (and admission sets, never takes).
+                    targets[owner] = target(view, ev, message=KEPT_UNDER_NEXT_CHANGE)
+                elif spec.rollout.trigger == "NextChange":
                     # Decided, not waiting for a slot: the Deployment's own next change decides again.
                     targets[owner] = target(view, ev, state="Pending", message=next_change(ev.changes))
                 else:

@@ -728,3 +728,19 @@ async def test_next_change_never_starts_a_rollout_and_says_what_it_waits_for(twi
     )
     second = await op.converge()
     assert [o.skipped for o in second] == [True], "decided: nothing to do until the Deployment changes"
+
+
+async def test_next_change_keeps_what_a_profile_stopped_setting_and_says_so(twin: Twin) -> None:
+    """Releasing a dropped section is a rollout of its own, and admission only ever sets: under
+    NextChange the target is compliant with what the profile asks, and says what stays."""
+    twin.add_deployment(deployment())
+    twin.add_profile(NS, "p", {**PROFILE, "logging": {"level": "info"}})
+    op = Operator(twin)
+    await op.converge()
+    assert len(twin.applies) == 1
+    twin.add_profile(NS, "p", {**PROFILE, "rollout": {"trigger": "NextChange"}}, generation=2)
+    await op.converge()
+    [target] = op.status()["targets"]
+    assert target["state"] == "Compliant", target
+    assert "no longer sets stay in place" in target["message"]
+    assert len(twin.applies) == 1, "no release, no rollout"
