@@ -133,13 +133,7 @@ def _texts(paths: Sequence[str], stdin: IO[str]) -> Iterator[tuple[str, str, Inp
             files = sorted(_manifests_below(path, unreadable.append))
             for error in unreadable:
                 shown = str(error.filename or given)
-                yield (
-                    shown,
-                    "",
-                    InputError(
-                        shown, None, f"cannot be read ({error.strerror or error}); check its permissions"
-                    ),
-                )
+                yield _unreadable(shown, error)
             if not files and not unreadable:
                 yield (
                     given,
@@ -194,6 +188,14 @@ def _decoded(shown: str, stream: IO[str]) -> tuple[str, str, InputError | None]:
     return shown, text, None
 
 
+def _unreadable(shown: str, error: OSError) -> tuple[str, str, InputError]:
+    return (
+        shown,
+        "",
+        InputError(shown, None, f"cannot be read ({error.strerror or error}); check its permissions"),
+    )
+
+
 def _text(shown: str, path: Path, seen: set[str]) -> Iterator[tuple[str, str, InputError | None]]:
     try:
         key = str(path.resolve(strict=True))
@@ -212,11 +214,7 @@ def _text(shown: str, path: Path, seen: set[str]) -> Iterator[tuple[str, str, In
     except UnicodeDecodeError:
         yield shown, "", InputError(shown, None, "is not UTF-8 text; save it as UTF-8 or leave it out")
     except OSError as error:
-        yield (
-            shown,
-            "",
-            InputError(shown, None, f"cannot be read ({error.strerror or error}); check its permissions"),
-        )
+        yield _unreadable(shown, error)
 
 
 def parse(text: str, source: str = "<input>") -> tuple[list[Document], list[InputError]]:
