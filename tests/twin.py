@@ -166,6 +166,13 @@ class Twin:
         if key not in self.deployments:
             raise ApiError(404, "NotFound", f"deployments.apps {key[1]!r} not found")
         live = self.deployments[key]
+        expected = body["metadata"].get("resourceVersion")
+        if expected is not None and expected != live["metadata"]["resourceVersion"]:
+            raise ApiError(
+                409,
+                "Conflict",
+                "the object has been modified; please apply your changes to the latest version",
+            )
         wanted = fields_of(body)
         if not force:
             causes: list[FieldCause] = []
@@ -240,6 +247,25 @@ class Twin:
                 status=dict(status),
             )
         )
+
+    async def list_deployments(self, namespace: str, seconds: float) -> list[dict[str, Any]]:
+        return [copy.deepcopy(b) for (ns, _), b in sorted(self.deployments.items()) if ns == namespace]
+
+    async def list_profiles(self, namespace: str, seconds: float) -> list[dict[str, Any]]:
+        return [
+            {
+                "metadata": {
+                    "namespace": r.namespace,
+                    "name": r.name,
+                    "uid": r.uid,
+                    "generation": r.generation,
+                },
+                "spec": copy.deepcopy(dict(r.spec)),
+                "status": copy.deepcopy(dict(r.status)),
+            }
+            for (ns, _), r in sorted(self.profiles.items())
+            if ns == namespace
+        ]
 
     async def post_event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
         self.events.append((ref.name, type_, reason))

@@ -172,6 +172,7 @@ async def operate(settings: Settings) -> None:
         queue,
         gate,
         metrics=metrics,
+        snapshot=cluster,
     )
     workers: Workers[WorkKey] = Workers(queue, controller.work, settings.workers)
     peerings = Peerings(cluster, settings)

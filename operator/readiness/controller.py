@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -42,6 +42,16 @@ STATUS_EVERY = 1.0
 # watch expired): no status is written until the listing has been quiet this long, so a status
 # never counts half a namespace.
 LISTING_QUIET = 0.5
+LIST_SECONDS = 30.0
+
+
+class Snapshot(Protocol):
+    """The cluster as it is now, one namespace at a time: what a replica that takes over
+    decides from."""
+
+    async def list_deployments(self, namespace: str, seconds: float) -> list[dict[str, Any]]: ...
+
+    async def list_profiles(self, namespace: str, seconds: float) -> list[dict[str, Any]]: ...
 
 
 class Controller:
@@ -56,6 +66,7 @@ class Controller:
         settle: float = SETTLE_SECONDS,
         status_every: float = STATUS_EVERY,
         metrics: Metrics | None = None,
+        snapshot: Snapshot | None = None,
     ) -> None:
         self._world = world
         self._board = board
@@ -73,6 +84,9 @@ class Controller:
         self._acting: set[str] | None = None  # namespaces this replica acted for at the last look
         self._known: set[str] = set()  # and the namespaces it looked at
         self._delivered = False  # a watch event arrived: kopf fills its indexes first
+        self._snapshot = snapshot
+        self._looked: dict[str, int] = {}  # namespace -> the gate's take-overs when last listed
+        self._looking = asyncio.Lock()
 
     @property
     def delivered(self) -> bool:
@@ -196,6 +210,49 @@ class Controller:
         self._metrics.active.set(1 if acting else 0)
         return bool(acting)
 
+    async def _look_again(self, namespace: str) -> None:
+        """After a take-over, the namespace as the cluster holds it now, before any decision.
+
+        What this replica saw before it stood by is stale (the replica before it has written
+        since), and kopf's resumed watches list Deployments and profiles separately: a profile
+        listed first fans out to Deployments still stale here, and deciding them applies again
+        what was applied. One list of each settles it; an entry a watch event replaced while
+        the list was under way is newer than the list and stays.
+        """
+        takeovers = self._gate.takeovers(namespace)
+        if self._snapshot is None or self._looked.get(namespace, 0) == takeovers:
+            return
+        async with self._looking:
+            if self._looked.get(namespace, 0) == takeovers:
+                return
+            deployments = {d.name: d for d in self._world.deployments(namespace)}
+            profiles = {p.name: p for p in self._world.profiles(namespace)}
+            listed_profiles = await self._snapshot.list_profiles(namespace, LIST_SECONDS)
+            listed = await self._snapshot.list_deployments(namespace, LIST_SECONDS)
+            log.info(
+                "looking_again", namespace=namespace, deployments=len(listed), profiles=len(listed_profiles)
+            )
+            names = set()
+            for body in listed_profiles:
+                name = str(body["metadata"]["name"])
+                names.add(name)
+                if self._world.profile(namespace, name) is profiles.get(name):
+                    self.index_profile(body)
+                    self.profile_event(None, namespace, name)
+            for name, record in profiles.items():
+                if name not in names and self._world.profile(namespace, name) is record:
+                    self.profile_event("DELETED", namespace, name)
+            names = set()
+            for body in listed:
+                name = str(body["metadata"]["name"])
+                names.add(name)
+                if self._world.stored(namespace, name) is deployments.get(name):
+                    self.deployment_event(None, body)
+            for name, stored in deployments.items():
+                if name not in names and self._world.stored(namespace, name) is stored:
+                    self.deployment_event("DELETED", {"metadata": {"namespace": namespace, "name": name}})
+            self._looked[namespace] = takeovers
+
     def close(self) -> None:
         for timer in self._settle_timers.values():
             timer.cancel()
@@ -208,6 +265,7 @@ class Controller:
         try:
             if not await self._gate.active(namespace):
                 return False  # another replica is active; it does the work
+            await self._look_again(namespace)
             if kind == DEPLOYMENT:
                 outcome = await self._reconciler.reconcile(namespace, name)
                 for profile in outcome.changed:

@@ -60,6 +60,7 @@ class PeeringGate:
         self._clusterwide = clusterwide
         self._ttl = ttl
         self._cache: dict[str | None, tuple[float, bool]] = {}
+        self._takeovers: dict[str | None, int] = {}
 
     @property
     def clusterwide(self) -> bool:
@@ -75,5 +76,13 @@ class PeeringGate:
         body = await self._read(scope)
         status = (body or {}).get("status") or {}
         ok = not outranked(status, self._me, self._priority, dt.datetime.now(dt.UTC))
+        if ok and cached is not None and not cached[1]:
+            self._takeovers[scope] = self._takeovers.get(scope, 0) + 1
         self._cache[scope] = (time.monotonic(), ok)
         return ok
+
+    def takeovers(self, namespace: str) -> int:
+        """How often this replica began to act for ``namespace`` (its scope) after standing by.
+        What it knew of that scope from before the last one is stale: kopf's resumed watches
+        deliver the cluster as it is, but not before other work has been queued."""
+        return self._takeovers.get(None if self._clusterwide else namespace, 0)

@@ -25,6 +25,7 @@ from .engine import (
     matches,
     next_change,
     rollout_state,
+    taken_text,
     target,
     written_last_by_us,
 )
@@ -258,15 +259,25 @@ class Reconciler:
         outcome.applied = True
         self._board.note_applied(view.namespace, record.name, view.name)
         changed = after.generation != view.generation
-        bound.info("deployment_applied", checks=list(ev.changes), rollout=changed, force=ev.force)
+        took = taken_text(ev.taken, "took")
+        bound.info(
+            "deployment_applied", checks=list(ev.changes), rollout=changed, force=ev.force, took=took or None
+        )
         if changed:
             self._events.post(
                 ObjectRef("apps/v1", "Deployment", view.namespace, view.name, view.uid),
                 "Normal",
                 "ProfileApplied",
-                f"ServiceProfile {record.name} set {', '.join(ev.changes)}",
+                "; ".join(
+                    part
+                    for part in (f"ServiceProfile {record.name} set {', '.join(ev.changes)}", took)
+                    if part
+                ),
             )
-        return judge(after, {record.name: spec}).targets[record.name], after
+        judged = judge(after, {record.name: spec}).targets[record.name]
+        if took:  # what this decision took stays said until the Deployment is decided again
+            judged = judged.model_copy(update={"message": "; ".join(p for p in (judged.message, took) if p)})
+        return judged, after
 
     async def _failed(
         self,

@@ -10,8 +10,6 @@ session's operator serves them."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -22,42 +20,12 @@ import yaml
 from tests.conftest import ROOT, Kube
 from tests.e2e.conftest import start_operator, stop_operator, wait_for
 from tests.e2e.test_deploy import CRDS, IMAGE, own_control_plane, web_and_profile, without_the_crds
+from tests.e2e.tools import Helm
 
 from readiness_testbed import Testbed as ControlPlane
 
 pytestmark = pytest.mark.e2e
 CHART = ROOT / "charts" / "readiness-operator"
-
-
-class Helm:
-    """The pinned helm against one control plane, with its own config and cache directories."""
-
-    def __init__(self, bed: ControlPlane, home: Path) -> None:
-        self.binary = bed.bin_dir / "helm"
-        self.kubeconfig = bed.kubeconfig
-        self.env = {
-            **os.environ,
-            "HELM_CONFIG_HOME": str(home / "config"),
-            "HELM_CACHE_HOME": str(home / "cache"),
-            "HELM_DATA_HOME": str(home / "data"),
-        }
-
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [str(self.binary), f"--kubeconfig={self.kubeconfig}", *args],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=300,
-            env=self.env,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(f"helm {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-        return result
-
-    def manifest(self, release: str, namespace: str) -> list[dict[str, Any]]:
-        out = self.run("get", "manifest", release, "-n", namespace).stdout
-        return [d for d in yaml.safe_load_all(out) if d]
 
 
 @pytest.fixture

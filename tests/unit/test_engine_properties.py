@@ -18,11 +18,14 @@ from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 from tests.unit.test_evaluate_table import (
     KUBECTL,
+    OPERATOR,
     api_defaults,
     ctr,
     deployment,
+    differs,
     fields_v1,
     item_key,
+    paths,
     profile,
     run,
     server_side_apply,
@@ -30,6 +33,7 @@ from tests.unit.test_evaluate_table import (
 )
 
 from readiness.engine import DeploymentView, Evaluation, evaluate, judge
+from readiness.engine.fields import human
 from readiness.engine.quantity import parse_quantity
 from readiness.models import ServiceProfileSpec
 
@@ -683,11 +687,51 @@ def test_the_apply_keeps_to_what_the_profile_manages(
 
 @PROPERTY
 @given(sections=SECTIONS, recipe=deployments())
-def test_report_never_forces(sections: dict[str, Any], recipe: dict[str, Any]) -> None:
-    """conflictPolicy Report (or the Report policy argument) never takes a field with force."""
+@example(
+    sections={"shutdown": {"terminationGracePeriodSeconds": 40}},
+    recipe={
+        "containers": [
+            {
+                "name": "app",
+                "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
+                "fillers": 0,
+            }
+        ],
+        "init": [],
+        "grace": 30,
+        "labels": {"app": "api"},
+        "annotations": {},
+        "creator": KUBECTL,
+    },
+)
+def test_report_forces_only_defaults_nobody_chose(sections: dict[str, Any], recipe: dict[str, Any]) -> None:
+    """conflictPolicy Report takes a field another manager holds only when it is an API default
+    an Update-operation manager recorded without choosing it: the forced apply takes exactly
+    those, under the object's resourceVersion, and a server-side applier loses nothing."""
     body = created(recipe)
     reported = run(profile(**{**sections, "conflictPolicy": "Report"}), body)
-    assert reported.force is False
+    if not reported.force:
+        assert reported.taken == ()
+        return
+    event("report took API defaults")
+    assert reported.apply is not None
+    assert reported.taken
+    assert reported.apply["metadata"].get("resourceVersion") == body["metadata"].get("resourceVersion")
+    mine = paths(fields_v1({"spec": reported.apply["spec"]}, dots=False))
+    taken: set[str] = set()
+    for entry in body["metadata"]["managedFields"]:
+        if entry["manager"] == OPERATOR or entry.get("subresource"):
+            continue
+        theirs = {
+            p
+            for p in mine & paths(entry["fieldsV1"])
+            if not p[-1].startswith("k:") and differs(body, reported.apply, p)
+        }
+        assert not theirs or entry["operation"] == "Update", f"{entry['manager']} applied {sorted(theirs)}"
+        taken |= {human(p).removeprefix("spec.template.spec.") for p in theirs}
+    assert taken == {t.field for t in reported.taken}
+    for t in reported.taken:
+        assert t.value in (30, 1, 10, 3, "HTTP", ""), t
 
 
 @PROPERTY

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import yaml
 from tests.twin import _merge, fields_of
 
 from readiness.engine import DeploymentView, evaluate
+from readiness.engine.defaults import LAST_APPLIED
 from readiness.engine.quantity import QuantityError, parse_quantity, same_quantity
 from readiness.engine.selector import matches
 from readiness.models import ServiceProfileSpec
@@ -194,13 +196,20 @@ def test_another_managers_field(policy: str) -> None:
         assert ev.force
 
 
-def test_report_never_forces_and_another_handler_is_always_a_conflict() -> None:
+def test_report_takes_a_default_nobody_chose_and_another_handler_is_always_a_conflict() -> None:
     ev = evaluate(
         spec(shutdown={"terminationGracePeriodSeconds": 60}), DeploymentView.from_body(deployment())
     )
+    assert ev.conflicts == (), "a default kubectl recorded without choosing it is free"
+    assert [(t.field, t.value) for t in ev.taken] == [("terminationGracePeriodSeconds", 30)]
+    assert ev.force
+    assert ev.apply is not None
+    body = deployment()
+    body["metadata"]["annotations"] = {LAST_APPLIED: json.dumps(copy.deepcopy(body))}
+    ev = evaluate(spec(shutdown={"terminationGracePeriodSeconds": 60}), DeploymentView.from_body(body))
     assert [(c.manager, c.field) for c in ev.conflicts] == [
         ("kubectl-client-side-apply", "spec.template.spec.terminationGracePeriodSeconds")
-    ], "a default kubectl recorded is kubectl's: Report leaves it"
+    ], "a default the team's last-applied configuration names is its choice: Report leaves it"
     assert not ev.force
     assert ev.apply is None
     body = deployment(livenessProbe={"exec": {"command": ["true"]}})

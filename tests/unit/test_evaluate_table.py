@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from readiness.engine import DeploymentView, Evaluation, evaluate, matches, target
+from readiness.engine.defaults import LAST_APPLIED
 from readiness.models import ServiceProfileSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -1212,52 +1213,120 @@ def test_only_what_a_managers_fields_list_is_theirs() -> None:
     ]
 
 
-@pytest.mark.parametrize(
-    ("live", "sections"),
-    [
-        pytest.param({"grace": 30}, {"shutdown": {"terminationGracePeriodSeconds": 60}}, id="grace-30"),
-        pytest.param(
-            {
-                "container": ctr(
-                    readinessProbe={
-                        "httpGet": {"path": "/ready", "port": "http", "scheme": "HTTP"},
-                        **PROBE_DEFAULTS,
-                    }
-                )
-            },
-            {
-                "probes": {
-                    "port": "http",
-                    "readiness": {
-                        "path": "/ready",
-                        "periodSeconds": 5,
-                        "failureThreshold": 5,
-                        "timeoutSeconds": 2,
-                    },
-                }
-            },
-            id="probe-timings",
-        ),
-    ],
+GRACE_60 = {"shutdown": {"terminationGracePeriodSeconds": 60}}
+PROBE_TIMINGS = {
+    "probes": {
+        "port": "http",
+        "readiness": {"path": "/ready", "periodSeconds": 5, "failureThreshold": 5, "timeoutSeconds": 2},
+    }
+}
+DEFAULTED_PROBE = ctr(
+    readinessProbe={"httpGet": {"path": "/ready", "port": "http", "scheme": "HTTP"}, **PROBE_DEFAULTS}
 )
-def test_a_default_a_manager_holds_is_its_choice(live: dict[str, Any], sections: dict[str, Any]) -> None:
-    """An Update records the apiserver's defaults as the writer's own; nobody can tell them from a
-    value written on purpose, so Report leaves them (and never forces), Force takes them, and
-    a default nobody holds (a server-side applied manifest left it out) is free."""
-    body = make({**live, "creator": "kubectl-create"})
-    report = run(profile(conflictPolicy="Report", **sections), body)
-    assert report.conflicts
-    assert {c.manager for c in report.conflicts} == {"kubectl-create"}
-    assert report.force is False
-    assert report.apply is None
-    force = profile(conflictPolicy="Force", **sections)
-    taken = run(force, body)
-    assert (taken.conflicts, taken.force) == ((), True)
-    _, after = converge(force, body)
-    assert run(force, after).apply is None
-    unheld = make({**live, "creator": None})
+
+
+def last_applied(body: dict[str, Any], pod: dict[str, Any] | str) -> dict[str, Any]:
+    """``body`` as client-side apply leaves it: its manifest's pod spec (or raw text) recorded."""
+    raw = pod if isinstance(pod, str) else json.dumps({"spec": {"template": {"spec": pod}}})
+    body["metadata"].setdefault("annotations", {})[LAST_APPLIED] = raw
+    return body
+
+
+def ssa_created(live: dict[str, Any]) -> dict[str, Any]:
+    body = make({**live, "creator": None})
+    body["metadata"]["managedFields"] = [
+        {
+            "manager": "flux",
+            "operation": "Apply",
+            "apiVersion": "apps/v1",
+            "fieldsV1": fields_v1({"spec": body["spec"]}, dots=True),
+        }
+    ]
+    return body
+
+
+# Who holds the defaulted value, and what Report does with it (README, "Field ownership").
+OWNERSHIP = [
+    pytest.param(
+        lambda: make({"grace": 30, "creator": "kubectl-create"}),
+        GRACE_60,
+        ["terminationGracePeriodSeconds"],
+        id="create-grace-default",
+    ),
+    pytest.param(
+        lambda: make({"grace": 30, "creator": "helm"}),
+        GRACE_60,
+        ["terminationGracePeriodSeconds"],
+        id="helm-grace-default",
+    ),
+    pytest.param(
+        lambda: last_applied(make({"grace": 30}), {"containers": [{"name": "app", "image": "x"}]}),
+        GRACE_60,
+        ["terminationGracePeriodSeconds"],
+        id="client-side-apply-not-named",
+    ),
+    pytest.param(
+        lambda: make({"container": DEFAULTED_PROBE, "creator": "argocd-controller"}),
+        PROBE_TIMINGS,
+        [
+            "containers[app].readinessProbe.periodSeconds",
+            "containers[app].readinessProbe.timeoutSeconds",
+            "containers[app].readinessProbe.failureThreshold",
+        ],
+        id="argocd-probe-timings",
+    ),
+    pytest.param(
+        lambda: last_applied(make({"grace": 30}), {"terminationGracePeriodSeconds": 30}),
+        GRACE_60,
+        [],
+        id="client-side-apply-named-default",
+    ),
+    pytest.param(
+        lambda: last_applied(
+            make({"container": DEFAULTED_PROBE}),
+            {"containers": [{"name": "app", "readinessProbe": {"periodSeconds": 10}}]},
+        ),
+        PROBE_TIMINGS,
+        [],
+        id="client-side-apply-named-probe-timing",
+    ),
+    pytest.param(lambda: make({"grace": 45, "creator": "helm"}), GRACE_60, [], id="helm-not-a-default"),
+    pytest.param(
+        lambda: last_applied(make({"grace": 30}), "{not json"), GRACE_60, [], id="unreadable-last-applied"
+    ),
+    pytest.param(lambda: ssa_created({"grace": 30}), GRACE_60, [], id="server-side-applier-default"),
+]
+
+
+@pytest.mark.parametrize(("body", "sections", "taken"), OWNERSHIP)
+def test_report_takes_only_defaults_nobody_chose(
+    body: Any, sections: dict[str, Any], taken: list[str]
+) -> None:
+    """A field an Update-operation manager holds at its API default, which its last-applied
+    configuration (if any) does not name, is a default nobody chose: Report takes exactly those
+    fields, forced under the object's resourceVersion, and the result is compliant. Any other
+    held value is its holder's choice: Conflicted, nothing forced. Force takes either."""
+    live = body()
+    report = run(profile(conflictPolicy="Report", **sections), live)
+    assert sorted(t.field for t in report.taken) == sorted(taken)
+    if taken:
+        assert (report.conflicts, report.force) == ((), True)
+        assert report.apply is not None
+        assert report.apply["metadata"]["resourceVersion"] == live["metadata"]["resourceVersion"]
+        assert "API default" in target(DeploymentView.from_body(live), report).message
+        after = server_side_apply(live, report.apply, force=True)
+        again = run(profile(conflictPolicy="Report", **sections), after)
+        assert (again.apply, again.compliant) == (None, True)
+    else:
+        assert report.conflicts
+        assert report.force is False
+        assert "resourceVersion" not in (report.apply or {}).get("metadata", {})
+        force = profile(conflictPolicy="Force", **sections)
+        _, after = converge(force, live)
+        assert run(force, after).apply is None
+    unheld = make({"grace": 30, "container": DEFAULTED_PROBE, "creator": None})
     free = run(profile(conflictPolicy="Report", **sections), unheld)
-    assert (free.conflicts, free.force) == ((), False)
+    assert (free.conflicts, free.force, free.taken) == ((), False, ())
     assert free.apply is not None
     server_side_apply(unheld, free.apply, force=False)
 

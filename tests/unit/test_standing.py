@@ -4,6 +4,7 @@ operator makes for itself; the watched-namespace globs."""
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from typing import Any
 
@@ -22,6 +23,7 @@ from readiness.reconcile import Reconciler
 from readiness.settings import Settings
 from readiness.statuswriter import StatusWriter
 from readiness.workqueue import WorkQueue
+from readiness.world import World
 
 
 class Peering:
@@ -80,6 +82,49 @@ async def test_a_standby_exports_no_profile_series_and_a_take_over_decides_nothi
     assert await controller.stand()
     assert queue.depth == queued, "nothing decided from what it saw before it stood by"
     assert metrics.registry.get_sample_value("readiness_active") == 1
+    controller.close()
+
+
+async def test_a_take_over_decides_from_the_cluster_as_it_is_now() -> None:
+    """The replica saw the Deployment before the profile's first apply, then stood by while
+    another replica applied it. Taking over, it lists the namespace before deciding: the
+    Deployment is compliant, and nothing is applied a second time."""
+    twin = Twin()
+    twin.add_deployment(deployment())
+    twin.add_profile(NS, "p", PROFILE)
+    seen = World()  # what this replica's watches delivered before it stood by
+    seen.put_deployment(copy.deepcopy(twin.deployments[(NS, "api")]))
+    seen.put_profile(twin.profiles[(NS, "p")])
+    peering = Peering()
+    metrics = Metrics()
+    queue: WorkQueue[WorkKey] = WorkQueue(metrics)
+    board = Board()
+    events = EventSink(twin, metrics)
+    controller = Controller(
+        seen,
+        board,
+        Reconciler(twin, seen, board, metrics, events),
+        StatusWriter(twin, seen, board, metrics, events),
+        queue,
+        PeeringGate(peering.read, me="me", priority=100, clusterwide=False, ttl=0),
+        metrics=metrics,
+        snapshot=twin,
+    )
+    peering.rival = 200
+    assert not await controller.stand([NS])
+    other = Board()  # the active replica, deciding from the cluster's own world
+    await Reconciler(twin, twin.world, other, metrics, EventSink(twin, metrics)).reconcile(NS, "api")
+    assert [name for name, _ in twin.applies] == ["api"]
+    assert twin.deployments[(NS, "api")]["metadata"]["generation"] == 2
+
+    peering.rival = None  # it died: this replica takes over
+    assert await controller.work(("Deployment", NS, "api")) is False
+    assert [name for name, _ in twin.applies] == ["api"], "nothing applied twice"
+    stored = seen.stored(NS, "api")
+    assert stored is not None
+    assert stored.generation == 2, "decided from the cluster as it is"
+    assert await controller.work(("Deployment", NS, "api")) is False
+    assert [name for name, _ in twin.applies] == ["api"]
     controller.close()
 
 

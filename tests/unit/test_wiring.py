@@ -97,7 +97,8 @@ def test_a_real_409_names_each_field_and_its_manager() -> None:
     [
         (422, '{"reason": "Invalid", "message": "spec.template: Invalid value"}', False, False),
         (503, "not json", True, False),
-        (409, '{"reason": "Conflict", "message": "the object has been modified"}', False, False),
+        # A resourceVersion precondition that failed: decided again from the newer object.
+        (409, '{"reason": "Conflict", "message": "the object has been modified"}', True, False),
     ],
 )
 def test_other_api_errors(status: int, body: str, retryable: bool, conflict: bool) -> None:

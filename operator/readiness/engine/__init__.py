@@ -3,7 +3,7 @@
 No framework, no API client, no clock: an import-linter contract keeps it so.
 """
 
-from .evaluate import Evaluation, evaluate
+from .evaluate import Evaluation, Taken, evaluate, taken_text
 from .selector import matches
 from .status import build_status, next_change, rollout_state, summarize
 from .verdict import judge, last_writers, last_written, target, written_last_by_us
@@ -13,6 +13,7 @@ __all__ = [
     "DeploymentView",
     "Evaluation",
     "ManagedEntry",
+    "Taken",
     "build_status",
     "evaluate",
     "judge",
@@ -22,6 +23,7 @@ __all__ = [
     "next_change",
     "rollout_state",
     "summarize",
+    "taken_text",
     "target",
     "written_last_by_us",
 ]

@@ -24,6 +24,7 @@ from .fields import (
     owned,
     owners,
     reverted,
+    unchosen,
 )
 from .quantity import QuantityError, parse_quantity, same_quantity
 from .view import DeploymentView
@@ -32,6 +33,30 @@ _T = TypeVar("_T")
 _PROBE_HANDLERS = ("httpGet", "grpc", "tcpSocket", "exec")
 _LIFECYCLE_HANDLERS = ("sleep", "httpGet", "tcpSocket", "exec")
 _SLEEP = ("f:lifecycle", "f:preStop", "f:sleep", "f:seconds")
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A field another manager holds only as an API default nobody chose: Report takes it."""
+
+    field: str  # below spec.template.spec: terminationGracePeriodSeconds, containers[app].readinessProbe...
+    value: Any
+    managers: tuple[str, ...]
+    last_applied: bool  # the Deployment has a last-applied configuration (which does not name it)
+
+    def __str__(self) -> str:
+        whose = " and ".join(self.managers)
+        why = (
+            f"not in {whose}'s last-applied configuration"
+            if self.last_applied
+            else f"held by {whose}, which keeps no last-applied configuration"
+        )
+        return f"{self.field}={json.dumps(self.value)} (API default, {why})"
+
+
+def taken_text(taken: tuple[Taken, ...], verb: str) -> str:
+    """``took terminationGracePeriodSeconds=30 (API default, ...)``, for status and Events."""
+    return f"{verb} " + "; ".join(str(t) for t in taken) if taken else ""
 
 
 @dataclass(frozen=True)
@@ -45,6 +70,7 @@ class Evaluation:
     force: bool = False
     changes: tuple[str, ...] = ()  # check ids the apply fixes
     notices: tuple[str, ...] = ()  # what a person should know that is not a violation
+    taken: tuple[Taken, ...] = ()  # API defaults nobody chose that the apply takes (Report)
 
     @property
     def compliant(self) -> bool:
@@ -118,20 +144,26 @@ def evaluate(spec: ServiceProfileSpec, view: DeploymentView) -> Evaluation:
     included: list[Fragment] = []
     kept: list[tuple[FieldPath, Any]] = []
     changes: list[str] = []
+    taken: list[Taken] = []
     force = policy == "Force"
     for fragment in result.fragments:
         current = {p: lookup(doc, p) for p, _ in fragment.leaves}
         diffs = [p for p, want in fragment.leaves if not _same(p, current[p], want)]
         hard = _handler_conflicts(fragment, doc, view) + _env_form_conflicts(fragment, doc, view)
-        # A field another manager holds is its choice, whatever the value: an API default that
-        # kubectl recorded as its own, or a value we would only append to, is still theirs, and
-        # taking it needs force. Only fields nobody holds are free (SSA records no defaults).
-        soft = [
-            Conflict(manager=m, field=human(p))
-            for p in diffs
-            if not is_missing(current[p])
-            for m in owners(view, p, exclude=FIELD_MANAGER)
-        ] + (_repeated_env(fragment, doc, view) if diffs else [])
+        # A field another manager holds is its choice, whatever the value (a value we would
+        # only append to is still theirs, and taking it needs force), with one exception: an
+        # API default that an Update-operation manager recorded without choosing it is free.
+        soft: list[Conflict] = []
+        defaults: list[Taken] = []
+        for p in diffs:
+            holders = [] if is_missing(current[p]) else owners(view, p, exclude=FIELD_MANAGER)
+            if holders and policy == "Report" and unchosen(view, p, current[p]):
+                defaults.append(
+                    Taken(_below_pod(p), current[p], tuple(holders), view.last_applied is not None)
+                )
+            else:
+                soft.extend(Conflict(manager=m, field=human(p)) for m in holders)
+        soft += _repeated_env(fragment, doc, view) if diffs else []
         if any(reverted(view, p) for p in diffs):
             force = True  # the apiserver counts our revert as another manager; it is us
         if diffs:
@@ -147,6 +179,7 @@ def evaluate(spec: ServiceProfileSpec, view: DeploymentView) -> Evaluation:
             )
             continue
         included.append(fragment)
+        taken.extend(defaults)
         if diffs:
             changes.append(fragment.check)
     misfits = [*_sleep_misfit(result.fragments, included, doc), *_resource_misfits(included, doc)]
@@ -161,22 +194,28 @@ def evaluate(spec: ServiceProfileSpec, view: DeploymentView) -> Evaluation:
     released = _released(view, [p for p, _ in leaves])
     apply = None
     if changes or released:
-        apply = {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": view.name, "namespace": view.namespace},
-            **build(leaves),
-        }
+        metadata: dict[str, Any] = {"name": view.name, "namespace": view.namespace}
+        if taken and not force and view.resource_version:
+            # Taking defaults needs force, and force takes whatever the apply holds: the
+            # object's version makes it take exactly what was decided here, or nothing (409).
+            metadata["resourceVersion"] = view.resource_version
+        apply = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata, **build(leaves)}
         if released and not changes:
             changes.append("released")
     return Evaluation(
         violations=tuple(violations),
         conflicts=tuple(_unique(conflicts)),
         apply=apply,
-        force=force,
+        force=force or bool(taken),
         changes=tuple(changes),
         notices=tuple(result.notices),
+        taken=tuple(taken),
     )
+
+
+def _below_pod(path: FieldPath) -> str:
+    """``containers[app].readinessProbe.periodSeconds``: a field named below the pod spec."""
+    return human(path).removeprefix("spec.template.spec.")
 
 
 def _sleep_misfit(

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from .. import FIELD_MANAGER, REVERT_MANAGER
+from .defaults import EVERYTHING, is_default
 from .view import DeploymentView, ManagedEntry
 
 FieldPath = tuple[str, ...]
@@ -68,6 +69,27 @@ def owners(view: DeploymentView, path: FieldPath, exclude: str) -> list[str]:
         if path in entry.covered and entry.manager not in found:
             found.append(entry.manager)
     return found
+
+
+def unchosen(view: DeploymentView, path: FieldPath, value: Any) -> bool:
+    """True when ``value`` at ``path`` is a default nobody chose: the API server's default for
+    the field, held only by Update-operation managers (they record the defaults of the whole
+    objects they send), and not named by the last-applied configuration, if there is one.
+    A server-side applier chose every field it holds, whatever its value."""
+    holders = [
+        e
+        for e in view.managed
+        if e.manager not in (FIELD_MANAGER, REVERT_MANAGER) and not e.subresource and path in e.covered
+    ]
+    if not holders or any(e.operation != "Update" for e in holders) or not is_default(path, value):
+        return False
+    written = view.last_applied
+    if written is None:
+        return True
+    if EVERYTHING in written:
+        return False
+    document = {"spec": {"template": {"spec": written}}}
+    return is_missing(lookup(document, path))
 
 
 def lookup(document: Mapping[str, Any], path: Iterable[str]) -> Any:

@@ -13,7 +13,7 @@ from datetime import datetime
 from .. import FIELD_MANAGER, REVERT_MANAGER
 from ..models.profile import ServiceProfileSpec
 from ..models.status import Conflict, Target, TargetState, Violation
-from .evaluate import Evaluation, evaluate
+from .evaluate import Evaluation, evaluate, taken_text
 from .selector import matches
 from .status import rollout_state
 from .view import DeploymentView
@@ -78,6 +78,8 @@ def target(
             )
         elif violations:
             state, message = "Violating", f"{len(violations)} violation(s)"
+            if ev.taken and ev.apply is not None:
+                message = f"{message}; the apply {taken_text(ev.taken, 'takes')}"
         else:
             state = "Compliant"
     if ev.notices:

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from .defaults import packed, written
+
 
 @dataclass(frozen=True)
 class ManagedEntry:
@@ -62,6 +64,9 @@ class DeploymentView:
     managed: tuple[ManagedEntry, ...] = ()
     replicas: int = 1
     status: RolloutStatus = RolloutStatus()
+    # What kubectl's last-applied configuration says of the defaulted fields the engine sets
+    # (``defaults.written``): None when the Deployment carries none.
+    last_applied: Mapping[str, Any] | None = None
 
     @cached_property
     def fingerprint(self) -> int:
@@ -72,7 +77,7 @@ class DeploymentView:
         managedFields are left out: the controller-manager's status updates cost no evaluation.
         """
         owners = [(e.manager, e.operation, e.fields) for e in self.managed]
-        digest = json.dumps([sorted(self.labels.items()), owners], separators=(",", ":"))
+        digest = json.dumps([sorted(self.labels.items()), owners, self.last_applied], separators=(",", ":"))
         return hash((self.uid, self.generation, digest))
 
     @staticmethod
@@ -88,6 +93,7 @@ class DeploymentView:
                     for k in ("namespace", "name", "uid", "generation", "resourceVersion", "labels")
                     if k in meta
                 },
+                **({"annotations": last} if (last := packed(written(meta.get("annotations") or {}))) else {}),
                 "managedFields": [
                     {k: m[k] for k in ("manager", "operation", "fieldsV1", "time") if k in m}
                     for m in meta.get("managedFields") or ()
@@ -147,6 +153,7 @@ class DeploymentView:
                 if not m.get("subresource")
             ),
             replicas=int(spec["replicas"]) if spec.get("replicas") is not None else 1,
+            last_applied=written(meta.get("annotations") or {}),
             status=RolloutStatus(
                 observed_generation=int(status.get("observedGeneration") or 0),
                 replicas=int(status.get("replicas") or 0),

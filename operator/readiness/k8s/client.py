@@ -388,6 +388,19 @@ class KubernetesCluster:
                 return False
             raise
 
+    async def list_deployments(self, namespace: str, seconds: float) -> list[dict[str, Any]]:
+        """The Deployments of one namespace, as the API has them now."""
+
+        def call() -> list[dict[str, Any]]:
+            listed = _body(
+                self._apps.list_namespaced_deployment(
+                    namespace, _preload_content=False, _request_timeout=seconds
+                )
+            )
+            return [dict(item) for item in listed.get("items") or ()]
+
+        return await self._call(call, "list_deployments")
+
     async def list_profiles(self, namespace: str, seconds: float) -> list[dict[str, Any]]:
         """The ServiceProfiles of one namespace, as the API has them now."""
 

@@ -27,7 +27,9 @@ class ApiError(Exception):
 
     @property
     def retryable(self) -> bool:
-        return self.status in (0, 408, 429, 500, 502, 503, 504)
+        """Worth the same request again later. A 409 without field causes is a precondition
+        (the object changed since it was read): the next decision reads the newer object."""
+        return self.status in (0, 408, 429, 500, 502, 503, 504) or (self.status == 409 and not self.causes)
 
     @property
     def conflict(self) -> bool:
