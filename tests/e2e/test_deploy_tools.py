@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 from tests.conftest import Kube
-from tests.e2e.conftest import RESYNC_SECONDS, Operator, wait_for
+from tests.e2e.conftest import MAX_CORRECTIONS, RESYNC_SECONDS, Operator, wait_for
 from tests.e2e.test_profiles import (
     container,
     deployment,
@@ -143,3 +143,34 @@ def _added(sent: Any, stored: Any, prefix: tuple[str, ...] = ()) -> dict[tuple[s
             )
         return out
     return {} if sent is not None else {prefix: stored}
+
+
+def test_a_helm_upgrade_that_rewrites_a_taken_default_is_a_fight_not_fought_forever(
+    kube: Kube, namespace: str, operator: Operator, helm: Helm
+) -> None:
+    """A chart that spells out the default: Helm keeps no last-applied configuration, so the
+    profile takes it; every `helm upgrade` writes it back (three-way merge), and the operator
+    gives up after its correction limit, naming helm."""
+    manifest = bare(namespace, terminationGracePeriodSeconds=30)
+    helm.install_manifest("app", namespace, json.dumps(manifest))
+    kube.apply(yaml.safe_dump(simple_profile(namespace, **GRACE_40)))
+
+    def grace() -> int:
+        return int(
+            deployment(kube, namespace, "api")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        )
+
+    wait_for(lambda: grace() == 40, what="the default taken")
+    for image in range(2, MAX_CORRECTIONS + 3):
+        manifest["spec"]["template"]["spec"]["containers"][0]["image"] = f"registry.example/api:{image}"
+        helm.install_manifest("app", namespace, json.dumps(manifest), upgrade=True)
+        if target_in(kube, namespace, "api", "api", "Conflicted"):
+            break
+        wait_for(
+            lambda: grace() == 40 or target_in(kube, namespace, "api", "api", "Conflicted"),
+            what="taken again",
+        )
+    t = wait_for(partial(target_in, kube, namespace, "api", "api", "Conflicted"), what="left alone")
+    assert "helm" in t["message"], t
+    time.sleep(RESYNC_SECONDS + 1)
+    assert grace() == 30, "no longer fought"

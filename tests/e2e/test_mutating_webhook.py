@@ -175,6 +175,25 @@ def test_a_new_deployment_is_stored_compliant_at_generation_1_and_its_updates_ke
     webhooked.stop()
 
 
+def test_a_client_side_applied_deployment_is_stored_with_the_profiles_grace(
+    kube: Kube, ns: str, webhooked: Webhooked
+) -> None:
+    """`kubectl apply` (client-side) holds the API's grace period of 30 without having chosen
+    it: admission takes it, so the Deployment is stored with the profile's 40 at generation 1."""
+    op = webhooked.start()
+    kube.apply(json.dumps(simple_profile(ns, shutdown={"terminationGracePeriodSeconds": 40})))
+    settle_profile(kube, ns, "api")
+    kube.run("apply", "-f", "-", input_text=json.dumps(simple_deployment(ns)))
+
+    live = deployment(kube, ns, "api")
+    assert live["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 40
+    assert live["metadata"]["generation"] == 1
+    assert live["metadata"]["annotations"][ADMITTED] == "api@1: shutdown.grace"
+    wait_for(lambda: target_in(kube, ns, "api", "api", "Compliant"), what="api Compliant")
+    assert applies(op) == 0, "the reconciler finds it compliant"
+    webhooked.stop()
+
+
 def test_a_dry_run_shows_the_mutation_and_gitops_diffs_see_none(
     kube: Kube, ns: str, webhooked: Webhooked
 ) -> None:

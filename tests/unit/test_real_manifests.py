@@ -1,0 +1,49 @@
+"""The real-manifest corpus (tests/data/real/) through ``readiness audit``: every Deployment
+of it is judged, none is an input error, and the index says where each file came from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from tests.conftest import ROOT
+
+from readiness.audit import EXIT_ERRORS, audit
+from readiness.manifests import parse
+
+CORPUS = ROOT / "tests" / "data" / "real"
+TOOLS = {"kubectl-apply", "kubectl-create", "helm", "argocd", "gitops-ssa"}
+
+
+def test_the_corpus_is_real_and_recorded() -> None:
+    entries = yaml.safe_load((CORPUS / "corpus.yaml").read_text())
+    files = {p.name for p in CORPUS.glob("*.yaml")} - {"corpus.yaml", "profile.yaml"}
+    assert files == {e["file"] for e in entries}, "every file is in the index, and only those"
+    assert len({e["project"] for e in entries}) >= 8
+    assert {e["tool"] for e in entries} == TOOLS
+    total = 0
+    for entry in entries:
+        docs = [d for d in yaml.safe_load_all((CORPUS / entry["file"]).read_text()) if d]
+        assert all(d["kind"] == "Deployment" and "namespace" not in d["metadata"] for d in docs), entry
+        assert len(docs) == entry["deployments"], entry["file"]
+        assert entry["licence"], entry
+        assert entry["source"].startswith("https://github.com/"), entry
+        total += len(docs)
+    assert total >= 40
+    readme = (CORPUS / "README.md").read_text()
+    assert all(e["file"] in readme for e in entries)
+
+
+def test_every_real_deployment_is_judged_by_the_audit() -> None:
+    profile = (CORPUS / "profile.yaml").read_text()
+    for entry in yaml.safe_load((CORPUS / "corpus.yaml").read_text()):
+        documents, problems = parse((CORPUS / entry["file"]).read_text(), entry["file"])
+        profiles, _ = parse(profile, "profile.yaml")
+        namespace = Path(entry["file"]).stem
+        result = audit([*documents, *profiles], namespace=namespace, input_errors=problems)
+        assert result.input_errors == (), entry["file"]
+        assert result.profile_errors == ()
+        assert result.exit_code != EXIT_ERRORS
+        judged = [f for f in result.findings if f.profile == "production"]
+        assert len(judged) == entry["deployments"], f"{entry['file']}: every Deployment judged"
+        assert {f.state for f in judged} <= {"Compliant", "Violating", "Conflicted", "Invalid"}
