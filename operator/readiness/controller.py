@@ -86,7 +86,7 @@ class Controller:
         self._delivered = False  # a watch event arrived: kopf fills its indexes first
         self._snapshot = snapshot
         self._looked: dict[str, int] = {}  # namespace -> the gate's take-overs when last listed
-        self._looking = asyncio.Lock()
+        self._looking: dict[str, asyncio.Lock] = {}  # one list per namespace at a time
 
     @property
     def delivered(self) -> bool:
@@ -222,7 +222,7 @@ class Controller:
         takeovers = self._gate.takeovers(namespace)
         if self._snapshot is None or self._looked.get(namespace, 0) == takeovers:
             return
-        async with self._looking:
+        async with self._looking.setdefault(namespace, asyncio.Lock()):
             if self._looked.get(namespace, 0) == takeovers:
                 return
             deployments = {d.name: d for d in self._world.deployments(namespace)}

@@ -60,6 +60,14 @@ def series(op: Operator, name: str) -> int:
         return sum(1 for line in response.read().decode().splitlines() if line.startswith(f"{name}{{"))
 
 
+def role(op: Operator) -> float | None:
+    """The replica's readiness_active gauge, or None while its /metrics does not answer."""
+    try:
+        return scrape(op, "readiness_active")
+    except OSError:
+        return None
+
+
 def applied_by(log: Path) -> int:
     return log.read_text(errors="replace").count('"event": "deployment_applied"')
 
@@ -124,10 +132,16 @@ def test_the_standby_finishes_what_the_killed_active_replica_began(
     with exactly one template change per Deployment between them."""
     ns, count = peering_namespace, 120
     fleet(kube, ns, count)
+    # The active replica first, then the standby: a replica alone acts until it sees the other,
+    # and this test is about a kill, not about a higher-priority replica joining.
     active = start(kube, ns, 200, Path(testbed.log_dir), workers="1")
-    standby = start(kube, ns, 100, Path(testbed.log_dir), workers="1")
+    standby: Operator | None = None
     try:
-        time.sleep(5)  # both have announced themselves in the peering object
+        wait_for(lambda: role(active) == 1, timeout=90, what="the active replica acts")
+        # kopf says so once its own entry is in the peering object, where the standby will see it.
+        wait_for(lambda: "Resuming operations" in active.log_text(), timeout=90, what="the active announced")
+        standby = start(kube, ns, 100, Path(testbed.log_dir), workers="1")
+        wait_for(lambda: role(standby) == 0, timeout=90, what="the standby up, standing by")
         kube.apply(yaml.safe_dump(simple_profile(ns, probes=PROBES)))
 
         def changed() -> int:
@@ -158,4 +172,5 @@ def test_the_standby_finishes_what_the_killed_active_replica_began(
         )
     finally:
         for op in (active, standby):
-            stop_operator(op)
+            if op is not None:
+                stop_operator(op)

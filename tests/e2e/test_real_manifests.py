@@ -1,7 +1,8 @@
-"""Real Deployments (tests/data/real/), put in the cluster the way their tools put them, under
-one profile with every section: each ends Compliant, or Invalid/Conflicted with a reason a
-person can act on, after at most one template change, with no write in the minute after, and
-``readiness audit`` on the live objects reaches the same state for each."""
+"""Real Deployments (tests/data/real/), put in the cluster the way their tools put them, each
+file twice: under one profile with every section, and under one without the sections that name
+a port. Each Deployment ends Compliant, or Invalid/Conflicted with a reason a person can act on,
+after at most one template change, with no write in the minute after, and ``readiness audit``
+on the live objects reaches the same state for each."""
 
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ from tests.e2e.tools import Helm, put
 
 pytestmark = pytest.mark.e2e
 CORPUS = ROOT / "tests" / "data" / "real"
+PROFILES = {
+    p["metadata"]["name"]: p for p in yaml.safe_load_all((CORPUS.parent / "real-profiles.yaml").read_text())
+}
 SETTLED = ("Compliant", "Invalid", "Conflicted")
 QUIET_SECONDS = 60
 
@@ -52,7 +56,7 @@ def live(kube: Kube, namespace: str) -> dict[str, dict[str, Any]]:
 
 
 def targets(kube: Kube, namespace: str) -> dict[str, dict[str, Any]]:
-    sp = kube.json("get", "serviceprofile", "production", "-n", namespace)
+    (sp,) = kube.json("get", "serviceprofiles", "-n", namespace)["items"]
     return {t["name"]: t for t in sp.get("status", {}).get("targets", [])}
 
 
@@ -83,23 +87,27 @@ def audited(kube: Kube, namespace: str) -> dict[str, str]:
 
 
 def test_real_manifests_applied_as_their_tools_apply_them(kube: Kube, operator: Operator, helm: Helm) -> None:
-    profile = yaml.safe_load((CORPUS / "profile.yaml").read_text())
     spaces: dict[str, dict[str, Any]] = {}
     try:
         for entry in corpus():
-            stem = Path(entry["file"]).stem
-            ns = f"t-real-{stem[:30]}-{uuid.uuid4().hex[:5]}"
-            docs = deployments(entry)
-            kube.run("create", "namespace", ns)
-            for account in sorted(service_accounts(docs)):
-                kube.run("create", "serviceaccount", account, "-n", ns)
-            put(entry["tool"], kube, helm, ns, (CORPUS / entry["file"]).read_text(), release=stem)
-            spaces[ns] = {"entry": entry, "names": {d["metadata"]["name"] for d in docs}}
+            for variant in PROFILES:
+                stem = Path(entry["file"]).stem
+                ns = f"t-real-{stem[:24]}-{variant[:5]}-{uuid.uuid4().hex[:5]}"
+                docs = deployments(entry)
+                kube.run("create", "namespace", ns)
+                for account in sorted(service_accounts(docs)):
+                    kube.run("create", "serviceaccount", account, "-n", ns)
+                put(entry["tool"], kube, helm, ns, (CORPUS / entry["file"]).read_text(), release=stem)
+                spaces[ns] = {
+                    "entry": entry,
+                    "variant": variant,
+                    "names": {d["metadata"]["name"] for d in docs},
+                }
         for ns, space in spaces.items():
-            assert set(live(kube, ns)) == space["names"], (
-                f"{space['entry']['file']}: every Deployment created"
-            )
-            space["before"] = {n: d["metadata"]["generation"] for n, d in live(kube, ns).items()}
+            found = live(kube, ns)
+            assert set(found) == space["names"], f"{space['entry']['file']}: every Deployment created"
+            space["before"] = {n: d["metadata"]["generation"] for n, d in found.items()}
+            profile = PROFILES[space["variant"]]
             kube.apply(yaml.safe_dump({**profile, "metadata": {**profile["metadata"], "namespace": ns}}))
 
         def settled() -> bool:
@@ -114,13 +122,13 @@ def test_real_manifests_applied_as_their_tools_apply_them(kube: Kube, operator: 
         writes = {ns: applied_in(operator, ns) for ns in spaces}
         time.sleep(QUIET_SECONDS)
 
-        table: dict[tuple[str, str], int] = collections.Counter()
+        table: dict[tuple[str, str, str], int] = collections.Counter()
         for ns, space in spaces.items():
             entry, found, now = space["entry"], targets(kube, ns), live(kube, ns)
             audit = audited(kube, ns)
             for name in sorted(space["names"]):
                 t, where = found[name], f"{entry['file']}: {name}"
-                table[(entry["tool"], t["state"])] += 1
+                table[(space["variant"], entry["tool"], t["state"])] += 1
                 assert t["state"] in SETTLED, where
                 assert after[ns][name] <= space["before"][name] + 1, f"{where}: at most one template change"
                 assert now[name]["metadata"]["generation"] == after[ns][name], f"{where}: written again"
@@ -134,9 +142,12 @@ def test_real_manifests_applied_as_their_tools_apply_them(kube: Kube, operator: 
                     assert t["compliant"], where
                 assert audit.get(name) == t["state"], f"{where}: the audit says {audit.get(name)}"
             assert applied_in(operator, ns) == writes[ns], f"{entry['file']}: no write in the quiet minute"
-        tools = sorted({tool for tool, _ in table})
-        lines = [f"{'tool':16}" + "".join(f"{s:>12}" for s in SETTLED)]
-        lines += [f"{tool:16}" + "".join(f"{table[(tool, s)]:>12}" for s in SETTLED) for tool in tools]
+        rows = sorted({(variant, tool) for variant, tool, _ in table})
+        lines = [f"{'profile':15}{'tool':16}" + "".join(f"{s:>12}" for s in SETTLED)]
+        lines += [
+            f"{variant:15}{tool:16}" + "".join(f"{table[(variant, tool, s)]:>12}" for s in SETTLED)
+            for variant, tool in rows
+        ]
         sys.stderr.write("real manifests, final state per tool:\n" + "\n".join(lines) + "\n")
     finally:
         for ns in spaces:

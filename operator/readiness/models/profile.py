@@ -297,7 +297,9 @@ class ServiceProfileSpec(Model):
     mode: Literal["Enforce", "Audit"] = "Enforce"
     """Enforce applies the profile; Audit only reports and never writes a Deployment."""
     conflict_policy: Literal["Report", "Force"] = "Report"
-    """Report never takes a field another manager owns with another value; Force takes it."""
+    """Report never takes a value another manager chose (a field a server-side applier holds,
+    or one an Update-operation manager holds unless it is an API default its last-applied
+    configuration does not name); Force takes it."""
     containers: list[Annotated[str, StringConstraints(min_length=1, max_length=63)]] = []
     """Names of the containers to manage; empty means every container (init containers never)."""
     probes: Probes | None = None
