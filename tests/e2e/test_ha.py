@@ -60,6 +60,25 @@ def series(op: Operator, name: str) -> int:
         return sum(1 for line in response.read().decode().splitlines() if line.startswith(f"{name}{{"))
 
 
+def in_order(kube: Kube, namespace: str, log_dir: Path, workers: str = "32") -> tuple[Operator, Operator]:
+    """The active replica (priority 200), then the standby (100) once the first has announced
+    itself: a replica alone acts until it sees the other, and these tests are about a replica
+    that dies, not one that joins."""
+    started = [start(kube, namespace, 200, log_dir, workers=workers)]
+    active = started[0]
+    try:
+        wait_for(lambda: role(active) == 1, timeout=90, what="the active replica acts")
+        # kopf says so once its own entry is in the peering object, where the standby sees it.
+        wait_for(lambda: "Resuming operations" in active.log_text(), timeout=90, what="the active announced")
+        started.append(standby := start(kube, namespace, 100, log_dir, workers=workers))
+        wait_for(lambda: role(standby) == 0, timeout=90, what="the standby up, standing by")
+    except BaseException:
+        for op in started:
+            stop_operator(op)
+        raise
+    return active, standby
+
+
 def role(op: Operator) -> float | None:
     """The replica's readiness_active gauge, or None while its /metrics does not answer."""
     try:
@@ -76,11 +95,9 @@ def test_the_standby_takes_over_when_the_active_replica_dies(
     kube: Kube, peering_namespace: str, testbed: Any
 ) -> None:
     ns = peering_namespace
-    active = start(kube, ns, 200, Path(testbed.log_dir))
-    standby = start(kube, ns, 100, Path(testbed.log_dir))
+    active, standby = in_order(kube, ns, Path(testbed.log_dir))
     logs = {200: active.log, 100: standby.log}
     try:
-        time.sleep(5)  # both have announced themselves in the peering object
         kube.apply(yaml.safe_dump_all([simple_deployment(ns), simple_profile(ns, probes=PROBES)]))
         kube.run("wait", "-n", ns, "--for=condition=Compliant", "serviceprofile/api", "--timeout=60s")
         assert applied_by(logs[200]) == 1
@@ -132,16 +149,8 @@ def test_the_standby_finishes_what_the_killed_active_replica_began(
     with exactly one template change per Deployment between them."""
     ns, count = peering_namespace, 120
     fleet(kube, ns, count)
-    # The active replica first, then the standby: a replica alone acts until it sees the other,
-    # and this test is about a kill, not about a higher-priority replica joining.
-    active = start(kube, ns, 200, Path(testbed.log_dir), workers="1")
-    standby: Operator | None = None
+    active, standby = in_order(kube, ns, Path(testbed.log_dir), workers="1")
     try:
-        wait_for(lambda: role(active) == 1, timeout=90, what="the active replica acts")
-        # kopf says so once its own entry is in the peering object, where the standby will see it.
-        wait_for(lambda: "Resuming operations" in active.log_text(), timeout=90, what="the active announced")
-        standby = start(kube, ns, 100, Path(testbed.log_dir), workers="1")
-        wait_for(lambda: role(standby) == 0, timeout=90, what="the standby up, standing by")
         kube.apply(yaml.safe_dump(simple_profile(ns, probes=PROBES)))
 
         def changed() -> int:
@@ -172,5 +181,4 @@ def test_the_standby_finishes_what_the_killed_active_replica_began(
         )
     finally:
         for op in (active, standby):
-            if op is not None:
-                stop_operator(op)
+            stop_operator(op)
