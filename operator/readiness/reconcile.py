@@ -274,10 +274,7 @@ class Reconciler:
                     if part
                 ),
             )
-        judged = judge(after, {record.name: spec}).targets[record.name]
-        if took:  # what this decision took stays said until the Deployment is decided again
-            judged = judged.model_copy(update={"message": "; ".join(p for p in (judged.message, took) if p)})
-        return judged, after
+        return judge(after, {record.name: spec}).targets[record.name], after
 
     async def _failed(
         self,

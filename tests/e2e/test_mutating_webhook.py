@@ -183,7 +183,8 @@ def test_a_client_side_applied_deployment_is_stored_with_the_profiles_grace(
     op = webhooked.start()
     kube.apply(json.dumps(simple_profile(ns, shutdown={"terminationGracePeriodSeconds": 40})))
     settle_profile(kube, ns, "api")
-    kube.run("apply", "-f", "-", input_text=json.dumps(simple_deployment(ns)))
+    applied = kube.run("apply", "-f", "-", input_text=json.dumps(simple_deployment(ns)))
+    assert "took terminationGracePeriodSeconds=30 (API default" in applied.stderr, "kubectl says so"
 
     live = deployment(kube, ns, "api")
     assert live["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 40

@@ -11,8 +11,8 @@ import pytest
 import yaml
 from tests.twin import _merge, fields_of
 
-from readiness.engine import DeploymentView, evaluate
-from readiness.engine.defaults import LAST_APPLIED
+from readiness.engine import DeploymentView, evaluate, target
+from readiness.engine.defaults import LAST_APPLIED, TOOK
 from readiness.engine.quantity import QuantityError, parse_quantity, same_quantity
 from readiness.engine.selector import matches
 from readiness.models import ServiceProfileSpec
@@ -315,3 +315,37 @@ def test_variables_a_container_may_get_from_env_from_are_not_shadowed() -> None:
     assert {"name": "OTEL_SERVICE_NAME", "value": "api"} in ev.apply["spec"]["template"]["spec"][
         "containers"
     ][0]["env"]
+
+
+def test_what_an_apply_took_is_recorded_on_the_deployment_and_said_while_held() -> None:
+    """Once taken, a default is the operator's in managedFields and nothing else tells it was
+    one: the apply records it in an annotation, status reads it while the operator holds the
+    field, later applies carry it while they set the field, and drop it once they do not."""
+    grace = spec(shutdown={"terminationGracePeriodSeconds": 60})
+    first = evaluate(grace, DeploymentView.from_body(deployment()))
+    assert first.apply is not None
+    record = first.apply["metadata"]["annotations"][TOOK]
+    assert record.startswith("terminationGracePeriodSeconds=30 (API default"), record
+
+    after = deployment(managers=[])
+    after["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 60
+    after["metadata"]["annotations"] = {TOOK: record}
+    ours: dict[str, Any] = {"f:spec": {"f:template": {"f:spec": {"f:terminationGracePeriodSeconds": {}}}}}
+    theirs = fields_of(
+        {"spec": {"template": {"spec": {"containers": after["spec"]["template"]["spec"]["containers"]}}}}
+    )
+    after["metadata"]["managedFields"] = [
+        {"manager": "kubectl-client-side-apply", "operation": "Update", "fieldsV1": theirs},
+        {"manager": "readiness-operator", "operation": "Apply", "fieldsV1": ours},
+    ]
+    view = DeploymentView.from_body(after)
+    again = evaluate(grace, view)
+    assert (again.apply, again.compliant, again.took) == (None, True, (record,))
+    assert target(view, again).message == f"took {record}"
+
+    more = evaluate(spec(shutdown={"terminationGracePeriodSeconds": 60}, logging={"level": "debug"}), view)
+    assert more.apply is not None
+    assert more.apply["metadata"]["annotations"] == {TOOK: record}, "carried while the field is set"
+    dropped = evaluate(spec(logging={"level": "debug"}), view)
+    assert dropped.apply is not None
+    assert "annotations" not in dropped.apply["metadata"], "the record goes with the field"

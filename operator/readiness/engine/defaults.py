@@ -16,6 +16,11 @@ from typing import Any
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 """What client-side apply (kubectl, Argo CD's default sync) records of the manifest as written."""
+TOOK = "readiness.dev/took-defaults"
+"""Deployment annotation the operator's apply carries: the API defaults nobody chose that it
+took, one per line (``terminationGracePeriodSeconds=30 (API default, ...)``). Once taken, a field
+is the operator's in managedFields and nothing else says it was a default; status and the audit
+read it here."""
 
 EVERYTHING = "*"
 """Key of a ``written`` result that could not be read: it names every field."""
@@ -87,6 +92,13 @@ def written(annotations: Mapping[str, str]) -> Mapping[str, Any] | None:
         }
     except (ValueError, TypeError, KeyError, AttributeError):
         return {EVERYTHING: True}
+
+
+def took(annotations: Mapping[str, str]) -> dict[str, str]:
+    """The ``TOOK`` annotation as {field: line}."""
+    raw = annotations.get(TOOK)
+    lines = raw.splitlines() if isinstance(raw, str) else []
+    return {line.split("=", 1)[0]: line for line in lines if "=" in line}
 
 
 def packed(written_part: Mapping[str, Any] | None) -> dict[str, str]:

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from .. import FIELD_MANAGER
 from ..models.profile import ServiceProfileSpec
 from ..models.status import Conflict, Violation
+from .defaults import TOOK
 from .desired import Fragment, plan
 from .fields import (
     POD_SPEC,
@@ -71,6 +72,7 @@ class Evaluation:
     changes: tuple[str, ...] = ()  # check ids the apply fixes
     notices: tuple[str, ...] = ()  # what a person should know that is not a violation
     taken: tuple[Taken, ...] = ()  # API defaults nobody chose that the apply takes (Report)
+    took: tuple[str, ...] = ()  # defaults an earlier apply took that the operator still holds
 
     @property
     def compliant(self) -> bool:
@@ -199,6 +201,9 @@ def evaluate(spec: ServiceProfileSpec, view: DeploymentView) -> Evaluation:
             # Taking defaults needs force, and force takes whatever the apply holds: the
             # object's version makes it take exactly what was decided here, or nothing (409).
             metadata["resourceVersion"] = view.resource_version
+        record = _took_record(view, taken, [p for p, _ in leaves])
+        if record:
+            metadata["annotations"] = {TOOK: record}
         apply = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata, **build(leaves)}
         if released and not changes:
             changes.append("released")
@@ -210,7 +215,22 @@ def evaluate(spec: ServiceProfileSpec, view: DeploymentView) -> Evaluation:
         changes=tuple(changes),
         notices=tuple(result.notices),
         taken=tuple(taken),
+        took=_still_held(view, [p for f in included for p, _ in f.leaves]),
     )
+
+
+def _took_record(view: DeploymentView, taken: list[Taken], desired: list[FieldPath]) -> str:
+    """The TOOK annotation an apply carries: what it takes now, and what an earlier apply took
+    that it still sets (an apply without it would drop the record)."""
+    fields = {_below_pod(p) for p in desired}
+    lines = {f: line for f, line in view.took.items() if f in fields}
+    lines.update({t.field: str(t) for t in taken})
+    return "\n".join(lines[f] for f in sorted(lines))
+
+
+def _still_held(view: DeploymentView, desired: list[FieldPath]) -> tuple[str, ...]:
+    """The recorded defaults the operator took and still holds: the status says so."""
+    return tuple(view.took[f] for p in desired if (f := _below_pod(p)) in view.took and ours(view, p))
 
 
 def _below_pod(path: FieldPath) -> str:

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from .. import API_GROUP, FIELD_MANAGER, REVERT_MANAGER
 from ..models.profile import ServiceProfileSpec
+from .evaluate import taken_text
 from .verdict import judge
 from .view import DeploymentView
 
@@ -62,11 +63,13 @@ class Admission:
     checks: tuple[str, ...] = ()
     obj: Mapping[str, Any] | None = None  # the object to store, when Mutated
     patch: tuple[Mapping[str, Any], ...] = ()  # RFC 6902, from the request's object to ``obj``
+    took: str = ""  # the API defaults nobody chose that it replaced, for people
 
     @property
     def message(self) -> str:
         """What a person reads (kubectl prints it as a warning)."""
-        return f"ServiceProfile {self.profile} set {', '.join(self.checks)} at admission"
+        done = f"ServiceProfile {self.profile} set {', '.join(self.checks)} at admission"
+        return f"{done}; {self.took}" if self.took else done
 
 
 def admit(request: Mapping[str, Any], profiles: Mapping[str, Candidate]) -> Admission:
@@ -108,6 +111,7 @@ def admit(request: Mapping[str, Any], profiles: Mapping[str, Candidate]) -> Admi
         checks=checks,
         obj=mutated,
         patch=tuple(json_patch(obj, mutated)),
+        took=taken_text(ev.taken, "took"),
     )
 
 

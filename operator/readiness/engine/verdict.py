@@ -84,6 +84,8 @@ def target(
             state = "Compliant"
     if ev.notices:
         message = "; ".join(part for part in (message, *ev.notices) if part)
+    if ev.took:
+        message = "; ".join(part for part in (message, "took " + "; ".join(ev.took)) if part)
     return Target(
         name=view.name,
         compliant=state == "Compliant",

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from .defaults import packed, written
+from .defaults import TOOK, packed, took, written
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,7 @@ class DeploymentView:
     # What kubectl's last-applied configuration says of the defaulted fields the engine sets
     # (``defaults.written``): None when the Deployment carries none.
     last_applied: Mapping[str, Any] | None = None
+    took: Mapping[str, str] = field(default_factory=dict)  # defaults.took: what the operator took
 
     @cached_property
     def fingerprint(self) -> int:
@@ -77,7 +78,10 @@ class DeploymentView:
         managedFields are left out: the controller-manager's status updates cost no evaluation.
         """
         owners = [(e.manager, e.operation, e.fields) for e in self.managed]
-        digest = json.dumps([sorted(self.labels.items()), owners, self.last_applied], separators=(",", ":"))
+        digest = json.dumps(
+            [sorted(self.labels.items()), owners, self.last_applied, sorted(self.took.items())],
+            separators=(",", ":"),
+        )
         return hash((self.uid, self.generation, digest))
 
     @staticmethod
@@ -93,7 +97,11 @@ class DeploymentView:
                     for k in ("namespace", "name", "uid", "generation", "resourceVersion", "labels")
                     if k in meta
                 },
-                **({"annotations": last} if (last := packed(written(meta.get("annotations") or {}))) else {}),
+                **(
+                    {"annotations": kept}
+                    if (kept := _kept_annotations(meta.get("annotations") or {}))
+                    else {}
+                ),
                 "managedFields": [
                     {k: m[k] for k in ("manager", "operation", "fieldsV1", "time") if k in m}
                     for m in meta.get("managedFields") or ()
@@ -154,6 +162,7 @@ class DeploymentView:
             ),
             replicas=int(spec["replicas"]) if spec.get("replicas") is not None else 1,
             last_applied=written(meta.get("annotations") or {}),
+            took=took(meta.get("annotations") or {}),
             status=RolloutStatus(
                 observed_generation=int(status.get("observedGeneration") or 0),
                 replicas=int(status.get("replicas") or 0),
@@ -162,6 +171,15 @@ class DeploymentView:
                 progressing_reason=str((progressing or {}).get("reason") or ""),
             ),
         )
+
+
+def _kept_annotations(annotations: Mapping[str, Any]) -> dict[str, str]:
+    """The Deployment annotations a decision reads, the last-applied configuration trimmed to
+    what the engine needs of it."""
+    kept = packed(written(annotations))
+    if isinstance(annotations.get(TOOK), str):
+        kept[TOOK] = annotations[TOOK]
+    return kept
 
 
 def _parts(body: Mapping[str, Any]) -> tuple[Mapping[str, Any], ...]:
