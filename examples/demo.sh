@@ -52,6 +52,20 @@ show checkout-canary
 k get deployment checkout-canary -n shop -o jsonpath='readiness.dev/admitted: {.metadata.annotations.readiness\.dev/admitted}{"\n"}'
 echo "ReplicaSets of checkout-canary (one: its first pods were already compliant):"
 k get replicasets -n shop -l app.kubernetes.io/component=canary
+echo
+echo "== the sample service on the real node real-0: Ready through the profile's probes =="
+if [ "$(k get node real-0 -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]; then
+  k apply -f examples/40-sample-profile.yaml >/dev/null
+  k wait --for=jsonpath='{.status.observedGeneration}'=1 serviceprofile/sample -n shop --timeout=60s >/dev/null
+  k create -f examples/41-sample-service.yaml
+  k rollout status -n shop deployment/sample --timeout=120s >/dev/null
+  ip=$(k get pods -n shop -l app.kubernetes.io/name=sample -o jsonpath='{.items[0].status.podIP}')
+  k get pods -n shop -l app.kubernetes.io/name=sample -o wide
+  echo "curl http://$ip:8080/   ->   $(curl -s --max-time 3 "http://$ip:8080/")"
+  echo "GOMEMLIMIT the Go runtime uses: $(curl -s --max-time 3 "http://$ip:9090/metrics" | awk '$1 == "go_gc_gomemlimit_bytes" {printf "%d bytes", $2}')"
+else
+  echo "skipped: $(cat .testbed/real-node-unavailable 2>/dev/null || echo 'the real node real-0 is not Ready') (the tour above ran on kwok nodes)"
+fi
 if [ "${DEMO_EXIT:-0}" = 1 ]; then exit 0; fi
 echo
 echo "The operator keeps running: try 'kubectl edit' on a Deployment in shop and watch it correct the drift."

@@ -1,6 +1,8 @@
-"""``python -m readiness_testbed build|up|down|status|rss [--dir DIR]``, and faults:
+"""``python -m readiness_testbed build|up|down|status|rss|leftovers [--dir DIR]``, and faults:
 ``python -m readiness_testbed stop|kill|start|pause|resume COMPONENT`` (etcd, kube-apiserver,
-kube-controller-manager, kube-scheduler, kwok): the data and the addresses are kept."""
+kube-controller-manager, kube-scheduler, kwok): the data and the addresses are kept.
+``up`` also starts the real node ``real-0`` where the machine can run it (``--no-real-node``:
+kwok nodes only); ``leftovers`` lists what the real node left on the machine (exit 1 if any)."""
 
 from __future__ import annotations
 
@@ -8,23 +10,39 @@ import argparse
 import sys
 from pathlib import Path
 
-from .binaries import ensure_binaries
+from .binaries import ensure_binaries, ensure_node_binaries
 from .cluster import Testbed, TestbedError
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m readiness_testbed", description=__doc__)
     parser.add_argument(
-        "action", choices=("build", "up", "down", "status", "rss", "stop", "kill", "start", "pause", "resume")
+        "action",
+        choices=(
+            "build",
+            "up",
+            "down",
+            "status",
+            "rss",
+            "leftovers",
+            "stop",
+            "kill",
+            "start",
+            "pause",
+            "resume",
+        ),
     )
     parser.add_argument("component", nargs="?", help="for stop, kill, start, pause and resume")
     parser.add_argument("--dir", type=Path, default=Path(".testbed"), help="state directory")
     parser.add_argument("--nodes", type=int, default=3, help="fake kwok nodes to create")
+    parser.add_argument("--no-real-node", action="store_true", help="up: kwok nodes only, no real-0")
     args = parser.parse_args(argv)
-    testbed = Testbed(args.dir, nodes=args.nodes)
+    testbed = Testbed(args.dir, nodes=args.nodes, real_node=not args.no_real_node)
     try:
         if args.action == "build":
             for name, path in ensure_binaries().items():
+                print(f"{name}\t{path}")
+            for name, path in ensure_node_binaries().items():
                 print(f"{name}\t{path}")
         elif args.action == "up":
             if not testbed.up():
@@ -35,7 +53,14 @@ def main(argv: list[str] | None = None) -> int:
         elif args.action == "status":
             healthy = testbed.is_healthy()
             print("running" if healthy else "stopped")
+            if healthy:
+                print(f"real-0: {testbed.real_node_unavailable or 'running'}", file=sys.stderr)
             return 0 if healthy else 1
+        elif args.action == "leftovers":
+            found = testbed.real_node_leftovers()
+            for line in found:
+                print(line)
+            return 1 if found else 0
         elif args.action in ("stop", "kill", "start", "pause", "resume"):
             if not args.component:
                 parser.error(f"{args.action} needs a component")

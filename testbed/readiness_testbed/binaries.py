@@ -1,8 +1,11 @@
-"""Build the control-plane binaries from the Go module proxy and cache them per version.
+"""Build the testbed's binaries from the Go module proxy and cache them per version.
 
 Each Go consumer module under ``testbed/`` pins one component (``go.mod`` + ``go.sum`` are
 committed). A build lands in ``<cache>/<component>-<version>-<hash of go.mod/go.sum>/``,
 so a second build on the same machine is a cache hit, and a changed pin builds afresh.
+The real node's programs (kubelet, containerd, runc, CNI plugins, the image programs under
+``testbed/images/``) are built the same way by ``ensure_node_binaries``; the in-tree image
+programs also hash their ``.go`` sources into the cache name.
 """
 
 from __future__ import annotations
@@ -39,8 +42,14 @@ class Component:
     programs: tuple[str, ...]
     ldflags: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
+    cgo: bool = False  # runc: libcontainer/nsenter is C
+    # C headers the build needs, each with the Debian package that ships it (installed when missing).
+    c_headers: tuple[tuple[str, str], ...] = ()
+    fixed_version: str | None = None  # programs of this repository (testbed/images/*): "dev"
 
     def version(self) -> str:
+        if self.fixed_version is not None:
+            return self.fixed_version
         text = (TESTBED_DIR / self.module_dir / "go.mod").read_text()
         match = re.search(rf"^\s*(?:require\s+)?{re.escape(self.module)}\s+(v\S+)", text, re.M)
         if match is None:
@@ -49,8 +58,13 @@ class Component:
 
     def fingerprint(self) -> str:
         digest = hashlib.sha256()
+        root = TESTBED_DIR / self.module_dir
         for name in ("go.mod", "go.sum"):
-            digest.update((TESTBED_DIR / self.module_dir / name).read_bytes())
+            if (root / name).is_file() or name == "go.mod":  # a module without dependencies has no go.sum
+                digest.update((root / name).read_bytes())
+        # Programs written here: their sources name the build too (consumer modules have none).
+        for source in sorted(root.rglob("*.go")):
+            digest.update(str(source.relative_to(root)).encode() + b"\0" + source.read_bytes())
         return digest.hexdigest()[:10]
 
 
@@ -120,6 +134,94 @@ def components() -> tuple[Component, ...]:
     )
 
 
+def _kubelet() -> Component:
+    """The kubelet, from the very module (and pins) the control plane is built from."""
+    kubernetes = _kubernetes()
+    return dataclasses.replace(
+        kubernetes,
+        name="kubelet",
+        packages=("k8s.io/kubernetes/cmd/kubelet",),
+        programs=("kubelet",),
+    )
+
+
+def _containerd(shim: bool) -> Component:
+    module = "github.com/containerd/containerd/v2"
+    base = Component(
+        name="containerd-shim" if shim else "containerd",
+        module_dir="containerd",
+        module=module,
+        packages=(f"{module}/cmd/containerd-shim-runc-v2",)
+        if shim
+        else (f"{module}/cmd/containerd", f"{module}/cmd/ctr"),
+        programs=("containerd-shim-runc-v2",) if shim else ("containerd", "ctr"),
+        # Upstream's Makefile: urfave_cli_no_docs everywhere, no_grpc for the shim (one per pod).
+        # CGO off, as upstream builds the shim; for containerd that only leaves out btrfs.
+        tags=("urfave_cli_no_docs", "no_grpc") if shim else ("urfave_cli_no_docs",),
+    )
+    version = base.version()
+    ldflags = (f"-X {module}/version.Version={version}", f"-X {module}/version.Package={module}")
+    return dataclasses.replace(base, ldflags=ldflags)
+
+
+def _cni_plugins() -> Component:
+    module = "github.com/containernetworking/plugins"
+    base = Component(
+        name="cni-plugins",
+        module_dir="cni",
+        module=module,
+        packages=tuple(
+            f"{module}/plugins/{p}"
+            for p in ("main/bridge", "ipam/host-local", "main/loopback", "meta/portmap")
+        ),
+        programs=("bridge", "host-local", "loopback", "portmap"),
+    )
+    return dataclasses.replace(
+        base, ldflags=(f"-X {module}/pkg/utils/buildversion.BuildVersion={base.version()}",)
+    )
+
+
+def node_components() -> tuple[Component, ...]:
+    """What the real node runs, and the programs of the images it is given."""
+    return (
+        _kubelet(),
+        _containerd(shim=False),
+        _containerd(shim=True),
+        Component(
+            name="runc",
+            module_dir="runc",
+            module="github.com/opencontainers/runc",
+            packages=("github.com/opencontainers/runc",),
+            programs=("runc",),
+            # Upstream's `make static`: seccomp (containerd gives every pod sandbox the
+            # RuntimeDefault profile, which a runc without it refuses), linked statically against
+            # libseccomp, so the cached binary needs no library at run time.
+            # The version comes from runc's VERSION file (go:embed).
+            tags=("seccomp", "urfave_cli_no_docs", "netgo", "osusergo"),
+            ldflags=("-extldflags", "-static"),
+            cgo=True,
+            c_headers=(("seccomp.h", "libseccomp-dev"),),
+        ),
+        _cni_plugins(),
+        Component(
+            name="pause",
+            module_dir="images/pause",
+            module="readiness-operator/testbed/images/pause",
+            packages=(".",),
+            programs=("pause",),
+            fixed_version="dev",
+        ),
+        Component(
+            name="sample-service",
+            module_dir="images/sample-service",
+            module="readiness-operator/testbed/images/sample-service",
+            packages=(".",),
+            programs=("sample-service",),
+            fixed_version="dev",
+        ),
+    )
+
+
 def cache_root() -> Path:
     override = os.environ.get("READINESS_TESTBED_CACHE")
     if override:
@@ -144,10 +246,41 @@ def _build_lock() -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _ensure_c_headers(component: Component) -> None:
+    """Install (apt-get, as root) the Debian packages of the C headers a cgo build needs."""
+    include_dirs = [Path("/usr/include"), Path("/usr/local/include")]
+    missing = sorted(
+        {
+            package
+            for header, package in component.c_headers
+            if not any((d / header).is_file() for d in include_dirs)
+        }
+    )
+    if not missing:
+        return
+    command = ["apt-get", "install", "-y", "--no-install-recommends", *missing]
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise RuntimeError(
+            f"{component.name} needs C headers from {', '.join(missing)}: run `{' '.join(command)}`"
+        )
+    print(f"testbed: {component.name} needs {', '.join(missing)}: {' '.join(command)}", file=sys.stderr)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    if subprocess.run(command, env=env, check=False, stdout=subprocess.DEVNULL).returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], env=env, check=False, stdout=subprocess.DEVNULL)
+        subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
+
+
 def _go_build(component: Component, out_dir: Path) -> None:
     if shutil.which("go") is None:
         raise RuntimeError("the Go toolchain (go) is not on PATH; the testbed builds from Go modules")
-    env = {**os.environ, "CGO_ENABLED": "0", "GOTOOLCHAIN": os.environ.get("GOTOOLCHAIN", "local")}
+    if component.cgo and shutil.which(os.environ.get("CC", "gcc")) is None:
+        raise RuntimeError(f"{component.name} needs cgo and a C compiler (gcc), which is not on PATH")
+    _ensure_c_headers(component)
+    env = {
+        **os.environ,
+        "CGO_ENABLED": "1" if component.cgo else "0",
+        "GOTOOLCHAIN": os.environ.get("GOTOOLCHAIN", "local"),
+    }
     # -mod=readonly: the committed go.sum is the whole truth; a missing sum fails the build.
     env["GOFLAGS"] = (env.get("GOFLAGS", "") + " -mod=readonly").strip()
     cmd = ["go", "build", "-trimpath", "-ldflags", " ".join(("-s", "-w", *component.ldflags))]
@@ -161,9 +294,18 @@ def _go_build(component: Component, out_dir: Path) -> None:
 
 def ensure_binaries(log: bool = True) -> dict[str, Path]:
     """Return every control-plane program's path, building what the cache lacks."""
+    return _ensure(components(), log)
+
+
+def ensure_node_binaries(log: bool = True) -> dict[str, Path]:
+    """Return the real node's programs (and its images' programs), building what the cache lacks."""
+    return _ensure(node_components(), log)
+
+
+def _ensure(wanted: tuple[Component, ...], log: bool) -> dict[str, Path]:
     paths: dict[str, Path] = {}
     with _build_lock():
-        for component in components():
+        for component in wanted:
             target = component_dir(component)
             if not all((target / p).is_file() for p in component.programs):
                 if log:

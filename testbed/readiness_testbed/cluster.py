@@ -1,4 +1,5 @@
-"""Start and stop a real Kubernetes control plane on 127.0.0.1, with kwok faking the nodes.
+"""Start and stop a real Kubernetes control plane on 127.0.0.1, with kwok faking the nodes
+and one real node (``real-0``, see ``node.py``) where the machine can run one.
 
 etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok run as background
 processes whose pids, ports and logs live in one state directory. ``up()`` is idempotent:
@@ -25,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from .binaries import ensure_binaries
+from .node import DISABLE_ENV, NODE_NAME, NodeUnavailable, RealNode
 from .pki import KeyPair, Pki
 
 # The order matters: each component needs the ones before it.
@@ -87,7 +89,7 @@ def _tail(path: Path, lines: int = 40) -> str:
 class Testbed:
     """A local control plane rooted at ``state_dir`` (kubeconfig, pki, logs, data, bin)."""
 
-    def __init__(self, state_dir: Path, nodes: int = 3) -> None:
+    def __init__(self, state_dir: Path, nodes: int = 3, real_node: bool = True) -> None:
         self.state_dir = state_dir.resolve()
         self.nodes = nodes
         self.kubeconfig = self.state_dir / "kubeconfig"
@@ -96,6 +98,24 @@ class Testbed:
         self.log_dir = self.state_dir / "logs"
         self._state_file = self.state_dir / "state.json"
         self._pki = Pki(self.state_dir / "pki")
+        self.want_real_node = real_node
+        self.node = RealNode(self.state_dir, self._pki, self.log_dir, self.run_kubectl)
+        self._node_unavailable_file = self.state_dir / "real-node-unavailable"
+
+    @property
+    def real_node_unavailable(self) -> str | None:
+        """Why ``real-0`` is not running (one line), as the last ``up()`` found; None when it runs.
+        Tests that need the real node fail with this line."""
+        if self.node.is_running():
+            return None
+        try:
+            return self._node_unavailable_file.read_text().strip() or "the real node is not running"
+        except OSError:
+            return "the real node is not running (the testbed was not started by up())"
+
+    def real_node_leftovers(self) -> list[str]:
+        """What the real node left on this machine (processes, mounts, interfaces...); [] when clean."""
+        return self.node.leftovers()
 
     # ---- public API -----------------------------------------------------------------------
 
@@ -108,6 +128,7 @@ class Testbed:
             self._wait_cluster(
                 time.monotonic() + timeout, {c: int(p) for c, p in state.get("pids", {}).items()}
             )
+            self._ensure_real_node(int(state["ports"]["apiserver"]))
             return False
         self.down()  # clear the leftovers of a crashed or half-started testbed
         binaries = ensure_binaries()
@@ -129,6 +150,7 @@ class Testbed:
                 self._wait_ready(component, ports, pids[component], started + timeout)
             self._create_nodes()
             self._wait_cluster(started + timeout, pids)
+            self._ensure_real_node(ports.apiserver)
         except BaseException:
             self.down()
             raise
@@ -137,6 +159,32 @@ class Testbed:
             file=sys.stderr,
         )
         return True
+
+    def _ensure_real_node(self, apiserver_port: int) -> None:
+        """Start ``real-0`` unless it runs; where it cannot run, say why in one line and go on."""
+        if self.node.is_running():
+            return
+        self._node_unavailable_file.unlink(missing_ok=True)
+        started = time.monotonic()
+        try:
+            if not self.want_real_node:
+                raise NodeUnavailable(
+                    f"not asked for (Testbed(real_node=False) or --no-real-node; {DISABLE_ENV})"
+                )
+            self.node.start(apiserver_port, self._spawn)
+        except NodeUnavailable as why:
+            reason = f"real node {NODE_NAME} not started: {why}"
+        except Exception as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            reason = f"real node {NODE_NAME} failed to start: {first} (logs in {self.log_dir})"
+            print(f"testbed: {error}", file=sys.stderr)
+        else:
+            print(
+                f"testbed: real node {NODE_NAME} Ready in {time.monotonic() - started:.1f}s", file=sys.stderr
+            )
+            return
+        self._node_unavailable_file.write_text(reason + "\n")
+        print(f"testbed: {reason}; carrying on with kwok nodes only", file=sys.stderr)
 
     # ---- faults: one component at a time, data and addresses kept --------------------------
 
@@ -192,7 +240,10 @@ class Testbed:
         return pid if pid and self._owned(pid) else None
 
     def down(self) -> None:
-        """Stop every process this testbed started (TERM, then KILL) and forget them."""
+        """Stop every process this testbed started (TERM, then KILL) and forget them; the real
+        node first, with its containers, mounts, network and cgroups."""
+        self.node.stop()
+        self._node_unavailable_file.unlink(missing_ok=True)
         state = self._load_state()
         # Only processes still running our binaries; then wait for those very pids to be gone
         # (a process on its way out loses /proc/PID/exe before it stops running).
@@ -284,6 +335,9 @@ class Testbed:
             ]
         if component == "kube-apiserver":
             serving = self._serving_cert()
+            kubelet_client = pki.issue(
+                "apiserver-kubelet-client", "kube-apiserver-kubelet-client", organization="system:masters"
+            )
             return [
                 str(b / "kube-apiserver"),
                 f"--etcd-servers=http://127.0.0.1:{ports.etcd_client}",
@@ -301,6 +355,11 @@ class Testbed:
                 f"--service-account-signing-key-file={pki.service_account_key}",
                 "--endpoint-reconciler-type=none",
                 "--profiling=false",
+                # logs, exec and port-forward on real-0: the apiserver's client identity at the
+                # kubelet, which it reaches by the node's InternalIP (kwok nodes have no kubelet).
+                f"--kubelet-client-certificate={kubelet_client.cert}",
+                f"--kubelet-client-key={kubelet_client.key}",
+                "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
             ]
         if component == "kube-controller-manager":
             return [
@@ -347,7 +406,7 @@ class Testbed:
             f"--secure-port={port}",
         ]
 
-    def _spawn(self, component: str, command: Sequence[str]) -> int:
+    def _spawn(self, component: str, command: Sequence[str], env: dict[str, str] | None = None) -> int:
         log = self.log_dir / f"{component}.log"
         with open(log, "ab") as out:
             out.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(command)}\n".encode())
@@ -359,6 +418,7 @@ class Testbed:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: down() signals the group
                 cwd=self.state_dir,
+                env=env,
             )
         return process.pid
 
