@@ -366,10 +366,10 @@ class Traffic:
         return self.sent, self.lost
 
 
-def test_a_rollout_loses_no_request_with_the_profiles_shutdown_and_some_without(
+def test_a_rollout_and_a_scale_down_lose_no_request_with_the_profiles_shutdown_and_some_without(
     kube: Kube, ns: str, op: Operator
 ) -> None:
-    """The same service, rolled out under a steady request loop twice: with the probes only,
+    """The same service, rolled out and scaled down under a steady request loop twice: with the probes only,
     its pods stop listening on SIGTERM while clients still send to them; with the profile's
     grace period and preStop sleep, they serve until no client does."""
     kube.apply(json.dumps(service(ns, replicas=2)))
@@ -378,11 +378,15 @@ def test_a_rollout_loses_no_request_with_the_profiles_shutdown_and_some_without(
     wait_for(lambda: target_in(kube, ns, "sample", "sample", "Compliant"), timeout=90, what="Compliant")
     rolled_out(kube, ns, "sample")
 
-    def restart() -> None:
+    def restart_and_scale_down() -> None:
         kube.run("rollout", "restart", "-n", ns, "deployment/sample")
         rolled_out(kube, ns, "sample")
+        kube.run("scale", "-n", ns, "deployment/sample", "--replicas=1")
+        wait_for(lambda: len(pods(kube, ns, "sample")) == 1, timeout=60, what="scaled down")
+        kube.run("scale", "-n", ns, "deployment/sample", "--replicas=2")
+        rolled_out(kube, ns, "sample")
 
-    without = Traffic(kube, ns, "sample", seconds=25).during(restart)
+    without = Traffic(kube, ns, "sample", seconds=35).during(restart_and_scale_down)
     shutdown = {"terminationGracePeriodSeconds": 30, "preStopSleepSeconds": 6}
     kube.apply(yaml.safe_dump(simple_profile(ns, "sample", "sample", probes=probes, shutdown=shutdown)))
     wait_for(
@@ -394,9 +398,9 @@ def test_a_rollout_loses_no_request_with_the_profiles_shutdown_and_some_without(
         what="the shutdown section applied",
     )
     rolled_out(kube, ns, "sample")
-    with_shutdown = Traffic(kube, ns, "sample", seconds=25).during(restart)
+    with_shutdown = Traffic(kube, ns, "sample", seconds=35).during(restart_and_scale_down)
     sys.stderr.write(
-        f"real node: rollout under load, {without[1]} of {without[0]} requests lost without the shutdown "
+        f"real node: a rollout and a scale-down under load, {without[1]} of {without[0]} requests lost without the shutdown "
         f"section, {with_shutdown[1]} of {with_shutdown[0]} with it\n"
     )
     assert min(with_shutdown[0], without[0]) > 200, "the loop ran"
