@@ -25,7 +25,7 @@ from .metrics import Metrics
 from .peering import PeeringGate
 from .reconcile import Reconciler
 from .statuswriter import StatusWriter
-from .workqueue import WorkQueue
+from .workqueue import RetryAfter, WorkQueue
 from .world import Key, ProfileRecord, World
 
 log = structlog.get_logger("readiness.controller")
@@ -259,8 +259,9 @@ class Controller:
         self._settle_timers.clear()
 
     # ---- the workers' side ----
-    async def work(self, key: WorkKey) -> bool:
-        """One key; True asks for a retry with backoff."""
+    async def work(self, key: WorkKey) -> bool | RetryAfter:
+        """One key; True asks for a retry with backoff, a RetryAfter for one no sooner than the
+        server asked."""
         kind, namespace, name = key
         try:
             if not await self._gate.active(namespace):
@@ -272,6 +273,8 @@ class Controller:
                     self.status(profile)
                 if self._world.stored(namespace, name) is None:
                     self._queue.forget(key)
+                if outcome.retry and outcome.retry_after:
+                    return RetryAfter(outcome.retry_after)
                 return outcome.retry
             if asyncio.get_running_loop().time() - self._listed_at < LISTING_QUIET:
                 self.status((namespace, name))  # Deployments are still being listed: count them all first
@@ -282,5 +285,5 @@ class Controller:
                 self._queue.forget(key)
         except ApiError as error:
             log.warning("work_failed", kind=kind, namespace=namespace, name=name, error=str(error))
-            return True
+            return RetryAfter(error.retry_after) if error.retry_after else True
         return False

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import structlog
@@ -18,6 +19,14 @@ from .metrics import Metrics
 
 K = TypeVar("K", bound=Hashable)
 log = structlog.get_logger("readiness.workqueue")
+
+
+@dataclass(frozen=True)
+class RetryAfter:
+    """Work's answer when the server said when to come back (a 429's or 503's Retry-After):
+    the key is retried no sooner than that, and no sooner than its backoff either."""
+
+    seconds: float
 
 
 class WorkQueue(Generic[K]):
@@ -159,12 +168,13 @@ class WorkQueue(Generic[K]):
 
 
 class Workers(Generic[K]):
-    """``count`` tasks draining ``queue`` through ``work``; failures retry with backoff."""
+    """``count`` tasks draining ``queue`` through ``work``; failures retry with backoff. ``work``
+    answers False (done), True (retry with backoff) or a ``RetryAfter``."""
 
     def __init__(
         self,
         queue: WorkQueue[K],
-        work: Callable[[K], Awaitable[bool]],
+        work: Callable[[K], Awaitable[bool | RetryAfter]],
         count: int,
         max_backoff: float = 60.0,
     ) -> None:
@@ -183,7 +193,7 @@ class Workers(Generic[K]):
     async def _run(self, index: int) -> None:
         while True:
             key = await self._queue.get()
-            retry = False
+            retry: bool | RetryAfter = False
             try:
                 retry = await self._work(key)
             except asyncio.CancelledError:
@@ -195,7 +205,10 @@ class Workers(Generic[K]):
             if retry and not self._queue.closed:
                 failures = self._failures.get(key, 0) + 1
                 self._failures[key] = failures
-                self._queue.add_after(key, min(self._max_backoff, 0.5 * 2**failures))
+                delay = min(self._max_backoff, 0.5 * 2**failures)
+                if isinstance(retry, RetryAfter):
+                    delay = max(delay, retry.seconds)
+                self._queue.add_after(key, delay)
             else:
                 self._failures.pop(key, None)
             self._queue.done(key)

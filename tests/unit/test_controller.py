@@ -22,7 +22,7 @@ from readiness.metrics import Metrics
 from readiness.peering import PeeringGate
 from readiness.reconcile import Reconciler
 from readiness.statuswriter import StatusWriter
-from readiness.workqueue import Workers, WorkQueue
+from readiness.workqueue import RetryAfter, Workers, WorkQueue
 
 
 class SlowTwin(Twin):
@@ -278,4 +278,15 @@ async def test_a_profile_re_created_under_its_name_forgets_the_old_ones_waves() 
     twin.delete_profile(NS, "p")
     controller.profile_event("DELETED", NS, "p")
     assert forgotten == [(NS, "p"), (NS, "p")]
+    controller.close()
+
+
+async def test_a_throttled_apply_is_retried_when_the_server_says() -> None:
+    twin = Twin()
+    twin.add_deployment(deployment())
+    twin.add_profile(NS, "p", PROFILE)
+    controller, _, _, _ = build(twin)
+    twin.fail_next = ApiError(429, "TooManyRequests", "slow down", retry_after=3.0)
+    assert await controller.work((DEPLOYMENT, NS, "api")) == RetryAfter(3.0)
+    assert await controller.work((DEPLOYMENT, NS, "api")) is False, "applied on the retry"
     controller.close()

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 
-from readiness.workqueue import Workers, WorkQueue
+from readiness.workqueue import RetryAfter, Workers, WorkQueue
 
 
 async def test_duplicates_collapse_and_a_key_never_runs_twice_at_once() -> None:
@@ -56,6 +56,26 @@ async def test_failures_retry_with_backoff_and_hold_delays() -> None:
     await workers.stop(grace=1)
     assert len(attempts) == 2
     assert attempts[1] - attempts[0] >= 0.9, "second attempt after backoff"
+
+
+async def test_a_retry_after_the_server_asked_for_waits_that_long() -> None:
+    """A 429's Retry-After is honoured: the key comes back no sooner than the server asked,
+    though the backoff alone would have retried it sooner."""
+    queue: WorkQueue[str] = WorkQueue()
+    attempts: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def work(key: str) -> bool | RetryAfter:
+        attempts.append(loop.time())
+        return RetryAfter(1.6) if len(attempts) < 2 else False
+
+    workers: Workers[str] = Workers(queue, work, count=1)
+    workers.start()
+    queue.add("k")
+    await asyncio.sleep(2.2)
+    await workers.stop(grace=1)
+    assert len(attempts) == 2
+    assert attempts[1] - attempts[0] >= 1.55, "not before the server's Retry-After (the backoff was 1 s)"
 
 
 async def test_stop_lets_in_flight_work_finish() -> None:
