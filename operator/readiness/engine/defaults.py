@@ -73,7 +73,8 @@ def is_default(path: tuple[str, ...], value: Any) -> bool:
 
 def written(annotations: Mapping[str, str]) -> Mapping[str, Any] | None:
     """The part of the last-applied configuration that can name a defaulted field the engine
-    sets (the pod spec's own defaults and each container's), or None without one. A value
+    sets (the pod spec's own defaults and each container's), in the Deployment's own shape, or
+    None without one. A value
     that is not a JSON object names everything: nothing in it can be taken as a default."""
     raw = annotations.get(LAST_APPLIED)
     if raw is None:
@@ -82,7 +83,7 @@ def written(annotations: Mapping[str, str]) -> Mapping[str, Any] | None:
         document = json.loads(raw)
         spec = document["spec"]["template"]["spec"]
         containers = spec.get("containers") or []
-        return {
+        pod = {
             **{k: spec[k] for k in POD if k in spec},
             "containers": [
                 {k: c[k] for k in ("name", *CONTAINER, *PROBES) if k in c}
@@ -90,6 +91,7 @@ def written(annotations: Mapping[str, str]) -> Mapping[str, Any] | None:
                 if isinstance(c, Mapping)
             ],
         }
+        return {"spec": {"template": {"spec": pod}}}
     except (ValueError, TypeError, KeyError, AttributeError):
         return {EVERYTHING: True}
 
@@ -108,5 +110,4 @@ def packed(written_part: Mapping[str, Any] | None) -> dict[str, str]:
         return {}
     if EVERYTHING in written_part:
         return {LAST_APPLIED: "{}"}
-    document = {"spec": {"template": {"spec": written_part}}}
-    return {LAST_APPLIED: json.dumps(document, separators=(",", ":"), sort_keys=True)}
+    return {LAST_APPLIED: json.dumps(written_part, separators=(",", ":"), sort_keys=True)}

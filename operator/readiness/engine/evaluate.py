@@ -16,6 +16,7 @@ from .fields import (
     POD_SPEC,
     FieldPath,
     build,
+    holding,
     human,
     is_missing,
     key,
@@ -158,11 +159,10 @@ def evaluate(spec: ServiceProfileSpec, view: DeploymentView) -> Evaluation:
         soft: list[Conflict] = []
         defaults: list[Taken] = []
         for p in diffs:
-            holders = [] if is_missing(current[p]) else owners(view, p, exclude=FIELD_MANAGER)
-            if holders and policy == "Report" and unchosen(view, p, current[p]):
-                defaults.append(
-                    Taken(_below_pod(p), current[p], tuple(holders), view.last_applied is not None)
-                )
+            entries = [] if is_missing(current[p]) else holding(view, p, exclude=FIELD_MANAGER)
+            holders = tuple(dict.fromkeys(e.manager for e in entries))
+            if policy == "Report" and unchosen(view, p, current[p], entries):
+                defaults.append(Taken(_below_pod(p), current[p], holders, view.last_applied is not None))
             else:
                 soft.extend(Conflict(manager=m, field=human(p)) for m in holders)
         soft += _repeated_env(fragment, doc, view) if diffs else []

@@ -8,7 +8,7 @@ compare what it wants with what ``metadata.managedFields`` says each manager own
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .. import FIELD_MANAGER, REVERT_MANAGER
@@ -57,39 +57,35 @@ def ours(view: DeploymentView, path: FieldPath) -> bool:
     return any(e.manager == FIELD_MANAGER and path in e.covered for e in view.managed)
 
 
-def owners(view: DeploymentView, path: FieldPath, exclude: str) -> list[str]:
-    """Managers other than ``exclude`` owning ``path`` or anything below it. Excluding us
-    excludes our revert too: what it put back was ours to put back."""
-    found: list[str] = []
-    for entry in view.managed:
-        if entry.manager == exclude or entry.subresource:
-            continue
-        if exclude == FIELD_MANAGER and entry.manager == REVERT_MANAGER:
-            continue
-        if path in entry.covered and entry.manager not in found:
-            found.append(entry.manager)
-    return found
-
-
-def unchosen(view: DeploymentView, path: FieldPath, value: Any) -> bool:
-    """True when ``value`` at ``path`` is a default nobody chose: the API server's default for
-    the field, held only by Update-operation managers (they record the defaults of the whole
-    objects they send), and not named by the last-applied configuration, if there is one.
-    A server-side applier chose every field it holds, whatever its value."""
-    holders = [
-        e
-        for e in view.managed
-        if e.manager not in (FIELD_MANAGER, REVERT_MANAGER) and not e.subresource and path in e.covered
+def holding(view: DeploymentView, path: FieldPath, exclude: str) -> list[ManagedEntry]:
+    """The managedFields entries of managers other than ``exclude`` that own ``path`` or anything
+    below it. Excluding us excludes our revert too: what it put back was ours to put back."""
+    return [
+        entry
+        for entry in view.managed
+        if entry.manager != exclude
+        and not entry.subresource
+        and not (exclude == FIELD_MANAGER and entry.manager == REVERT_MANAGER)
+        and path in entry.covered
     ]
+
+
+def owners(view: DeploymentView, path: FieldPath, exclude: str) -> list[str]:
+    """The managers of ``holding``, once each."""
+    return list(dict.fromkeys(entry.manager for entry in holding(view, path, exclude)))
+
+
+def unchosen(view: DeploymentView, path: FieldPath, value: Any, holders: Sequence[ManagedEntry]) -> bool:
+    """True when ``value`` at ``path`` is a default nobody chose: the API server's default for
+    the field, held (``holders``, of ``holding``) only by Update-operation managers, which
+    record the defaults of the whole objects they send, and not named by the last-applied
+    configuration, if there is one. A server-side applier chose every field it holds."""
     if not holders or any(e.operation != "Update" for e in holders) or not is_default(path, value):
         return False
     written = view.last_applied
     if written is None:
         return True
-    if EVERYTHING in written:
-        return False
-    document = {"spec": {"template": {"spec": written}}}
-    return is_missing(lookup(document, path))
+    return EVERYTHING not in written and is_missing(lookup(written, path))
 
 
 def lookup(document: Mapping[str, Any], path: Iterable[str]) -> Any:
