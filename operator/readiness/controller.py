@@ -268,11 +268,14 @@ class Controller:
                 return False  # another replica is active; it does the work
             await self._look_again(namespace)
             if kind == DEPLOYMENT:
-                outcome = await self._reconciler.reconcile(namespace, name)
+                listing = self._listed_at + LISTING_QUIET - asyncio.get_running_loop().time()
+                outcome = await self._reconciler.reconcile(namespace, name, max(0.0, listing))
                 for profile in outcome.changed:
                     self.status(profile)
                 if self._world.stored(namespace, name) is None:
                     self._queue.forget(key)
+                if outcome.again:
+                    self._queue.add_after(key, outcome.again)
                 if outcome.retry and outcome.retry_after:
                     return RetryAfter(outcome.retry_after)
                 return outcome.retry

@@ -49,6 +49,7 @@ class Outcome:
     retry: bool = False
     retry_after: float | None = None
     pending: bool = False  # waits for a rollout slot: decided again when one frees
+    again: float = 0.0  # decided again after this many seconds (waiting, not failing)
     changed: set[Key] = field(default_factory=set)  # profiles whose status this moved
 
 
@@ -118,7 +119,10 @@ class Reconciler:
         """The next pass decides every Deployment afresh (the periodic resync)."""
         self._decided.clear()
 
-    async def reconcile(self, namespace: str, name: str) -> Outcome:
+    async def reconcile(self, namespace: str, name: str, listing: float = 0.0) -> Outcome:
+        """``listing``: seconds until the namespace's Deployments are all listed (a start-up or
+        a re-listing under way); until then no rollout slot is given, since a rollout in flight
+        that is not listed yet would not be counted."""
         key = (namespace, name)
         stored = self._world.stored(namespace, name)
         if stored is None:
@@ -133,12 +137,12 @@ class Reconciler:
             "reconcile", attributes={"k8s.namespace.name": namespace, "k8s.deployment.name": name}
         ):
             started = self._monotonic()
-            outcome = await self._reconcile(stored.view())
+            outcome = await self._reconcile(stored.view(), listing)
             self._metrics.reconciles.labels("retry" if outcome.retry else "ok").inc()
             self._metrics.reconcile_seconds.observe(self._monotonic() - started)
             return outcome
 
-    async def _reconcile(self, view: DeploymentView) -> Outcome:
+    async def _reconcile(self, view: DeploymentView, listing: float) -> Outcome:
         context = self._world.context(view.namespace)
         specs = self._world.specs(view.namespace)
         judgement = judge(view, {name: spec for name, (_, spec) in specs.items()})
@@ -180,10 +184,10 @@ class Reconciler:
                     # Decided, not waiting for a slot: the Deployment's own next change decides again.
                     targets[owner] = target(view, ev, state="Pending", message=next_change(ev.changes))
                 else:
-                    targets[owner], decided = await self._enforce(record, view, ev, outcome, spec)
+                    targets[owner], decided = await self._enforce(record, view, ev, outcome, spec, listing)
         entries = {name: Entry(specs[name][0].generation, t) for name, t in targets.items()}
         outcome.changed = self._board.record(view.namespace, view.name, entries)
-        if not (outcome.retry or outcome.pending):
+        if not (outcome.retry or outcome.pending or outcome.again):
             self._decided[(view.namespace, view.name)] = (decided.fingerprint, context)
         return outcome
 
@@ -194,6 +198,7 @@ class Reconciler:
         ev: Evaluation,
         outcome: Outcome,
         spec: ServiceProfileSpec,
+        listing: float,
     ) -> tuple[Target, DeploymentView]:
         """The one server-side apply, unless a fight or the API says otherwise."""
         key = (view.namespace, view.name)
@@ -216,6 +221,10 @@ class Reconciler:
             return target(view, ev, state="Conflicted", message=message, extra=extra), view
         wave = (view.namespace, record.name)
         if view.replicas > 0:  # a Deployment scaled to 0 takes no slot
+            if listing > 0 and not self._waves.flying(wave, view.name):
+                outcome.again = listing
+                message = "waiting for a rollout slot: counting the rollouts in flight"
+                return target(view, ev, state="Pending", message=message), view
             self._adopt_unfinished(wave, spec)
             budget = slots(spec.rollout.max_concurrent, self._world.matched(view.namespace, record.name))
             if not self._waves.take(wave, view.name, budget, self.observer(view.namespace)):

@@ -245,8 +245,27 @@ async def test_no_status_is_written_while_deployments_are_being_listed() -> None
     assert twin.status_patches == [], "a status during a listing could count half a namespace"
     await settle(queue, 1.2)
     await workers.stop(1)
-    assert len(twin.status_patches) == 1
-    assert twin.profiles[(NS, "p")].status["summary"]["matched"] == 3
+    assert twin.status_patches, "written once the listing is over"
+    assert [patch["summary"]["matched"] for _, patch in twin.status_patches] == [3] * len(twin.status_patches)
+
+
+async def test_no_rollout_starts_while_deployments_are_being_listed() -> None:
+    """At start-up the watch lists a namespace's Deployments one event at a time: a rollout our
+    last run started and not listed yet would not be counted against the profile's budget."""
+    twin = Twin()
+    for i in range(3):
+        twin.add_deployment(deployment(f"api-{i}"))
+    controller, queue, workers, _ = build(twin)
+    twin.add_profile(NS, "p", PROFILE)
+    controller.profile_event(None, NS, "p")
+    workers.start()
+    for _ in range(8):
+        controller.deployment_event(None, twin.deployments[(NS, "api-0")])
+        await asyncio.sleep(0.1)
+    assert twin.applies == [], "no slot is given before every Deployment was seen"
+    await settle(queue, 1.2)
+    await workers.stop(1)
+    assert len(twin.applies) == 3
 
 
 async def test_a_profile_re_created_under_its_name_forgets_the_old_ones_waves() -> None:
