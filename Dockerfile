@@ -17,7 +17,7 @@ COPY operator/ operator/
 # never needs to write __pycache__.
 RUN /opt/readiness/bin/pip install --constraint constraints.txt . \
  && /opt/readiness/bin/python -m compileall -q /opt/readiness \
- && /opt/readiness/bin/python -c "import readiness.app" \
+ && /opt/readiness/bin/python -c "import readiness.runtime.app" \
  && /opt/readiness/bin/readiness --version
 
 FROM ${PYTHON_IMAGE} AS runtime

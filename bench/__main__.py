@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> None:
 
         fleet.main(args[1:])
         return
-    from readiness.logconfig import configure
+    from readiness.observe.logconfig import configure
 
     configure("warning", "console")  # the numbers, not the operator's log lines
     bench_engine()

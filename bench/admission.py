@@ -27,12 +27,12 @@ from bench.fleet import RESULTS, Cluster, Contender, _free_port, start_operator
 from bench.workload import deployment, profile
 
 from readiness import API_GROUP, API_VERSION, PLURAL
+from readiness.cache.world import ProfileRecord, World
 from readiness.engine.mutation import Candidate, admit, held_by
-from readiness.logconfig import configure
-from readiness.metrics import Metrics
 from readiness.models import ServiceProfileSpec
-from readiness.webhook import Admitter, ProfileSource
-from readiness.world import ProfileRecord, World
+from readiness.observe.logconfig import configure
+from readiness.observe.metrics import Metrics
+from readiness.webhook.admitter import Admitter, ProfileSource
 
 
 def percentile(samples: list[float], q: float) -> float:

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from readiness.cache.world import ProfileRecord, World
 from readiness.k8s import ApiError, FieldCause, ObjectRef
-from readiness.world import ProfileRecord, World
 
 _ABSENT = object()
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
+from readiness.runtime.settings import Settings
+
 from . import __version__
-from .settings import Settings
 
 
 def _settings_help() -> str:
@@ -26,7 +27,7 @@ def main() -> None:
 @main.command(epilog=_settings_help())
 def run() -> None:
     """Run the operator against the cluster of KUBECONFIG (or the in-cluster config)."""
-    from .app import run_operator
+    from readiness.runtime.app import run_operator
 
     run_operator()
 
@@ -81,9 +82,9 @@ def audit_command(paths: tuple[str, ...], output: str, require_profile: bool, na
     """
     import sys
 
-    from .audit import audit
-    from .manifests import read
-    from .report import dumps, render_errors, render_json, render_sarif, render_text
+    from readiness.audit.findings import audit
+    from readiness.audit.manifests import read
+    from readiness.audit.report import dumps, render_errors, render_json, render_sarif, render_text
 
     stdin = click.open_file("-")
     if not paths and (stdin is None or stdin.isatty()):

@@ -12,9 +12,9 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from readiness.audit import UNSELECTED, audit
+from readiness.audit.findings import UNSELECTED, audit
+from readiness.audit.manifests import parse
 from readiness.cli import main
-from readiness.manifests import parse
 
 EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples"
 PROFILE = """
@@ -311,7 +311,7 @@ def test_a_shape_the_engine_cannot_read_is_an_input_error_not_a_traceback(
     def choke(*_: object) -> None:
         raise AttributeError("'str' object has no attribute 'get'")
 
-    monkeypatch.setattr("readiness.audit.judge", choke)
+    monkeypatch.setattr("readiness.audit.findings.judge", choke)
     result = run("-", stdin=DEPLOYMENT.format(name="api", app="api"))
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [

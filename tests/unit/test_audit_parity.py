@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from tests.profile_corpus import CORPUS, VALID, manifest, merged
 
-from readiness.admission import Admission, cel_rules
+from readiness.audit.validation import ProfileValidator, cel_rules
 from readiness.cli import main
 from readiness.models.crd import build_crd
 
@@ -48,7 +48,7 @@ def test_the_corpus_is_large_and_shared() -> None:
 def test_the_valid_base_passes() -> None:
     code, errors = audit_stdin(manifest("shop", "base", VALID))
     assert (code, errors) == (0, [])
-    model, refusals = Admission().check(VALID)
+    model, refusals = ProfileValidator().check(VALID)
     assert model is not None
     assert refusals == []
 
@@ -66,10 +66,10 @@ def test_an_invalid_profile_is_refused_naming_the_field(case: dict[str, Any]) ->
 def test_every_cel_rule_of_the_crd_is_evaluated_and_none_is_beyond_us() -> None:
     """A new CEL rule (or one using a Kubernetes CEL function audit lacks) fails here."""
     rules = {rule["rule"] for _, rule in cel_rules(spec_schema())}
-    outcomes = Admission().outcomes(FULL)
+    outcomes = ProfileValidator().outcomes(FULL)
     assert {o.rule for o in outcomes} == rules, "FULL reaches every node that carries a rule"
     assert [o for o in outcomes if o.error or not o.passed] == []
-    assert Admission().check(FULL)[1] == []
+    assert ProfileValidator().check(FULL)[1] == []
 
 
 def test_a_rule_that_cannot_be_evaluated_refuses_rather_than_passes() -> None:
@@ -78,7 +78,7 @@ def test_a_rule_that_cannot_be_evaluated_refuses_rather_than_passes() -> None:
         **schema["properties"]["selector"],
         "x-kubernetes-validations": [{"rule": "self.isShiny()", "message": "must shine"}],
     }
-    model, errors = Admission(schema).check(VALID)
+    model, errors = ProfileValidator(schema).check(VALID)
     assert model is None
     [error] = errors
     assert error.field == "spec.selector"
@@ -110,13 +110,13 @@ def test_a_rule_that_cannot_be_evaluated_refuses_rather_than_passes() -> None:
 )
 def test_quantities_are_kubernetes_quantities(quantity: str | int, valid: bool) -> None:
     spec = merged(VALID, {"resources": {"requests": {"cpu": quantity}, "limits": {"cpu": "4Ki"}}})
-    errors = Admission().check(spec)[1]
+    errors = ProfileValidator().check(spec)[1]
     refused = [e for e in errors if e.field == "spec.resources.requests.cpu"]
     assert not refused if valid else refused, errors
 
 
 def test_types_are_checked_as_strictly_as_the_openapi_schema() -> None:
-    admission = Admission()
+    admission = ProfileValidator()
     [error] = admission.check(merged(VALID, {"probes": {"readiness": {"periodSeconds": "5"}}}))[1]
     assert str(error) == 'spec.probes.readiness.periodSeconds: must be of type integer, not string "5"'
     # kubectl sends YAML as JSON: 5.0 arrives as 5; a null is pruned, so a required field is missing.
@@ -129,7 +129,7 @@ def test_types_are_checked_as_strictly_as_the_openapi_schema() -> None:
 
 
 def test_a_rule_the_model_also_has_is_said_once() -> None:
-    errors = Admission().check(merged(VALID, {"rollout": {"maxConcurrent": 0}}))[1]
+    errors = ProfileValidator().check(merged(VALID, {"rollout": {"maxConcurrent": 0}}))[1]
     assert [str(e) for e in errors] == [
         "spec.rollout.maxConcurrent: must be a whole number of Deployments (at least 1) or a percentage "
         "from 1% to 100%, not 0"
@@ -137,7 +137,7 @@ def test_a_rule_the_model_also_has_is_said_once() -> None:
 
 
 def test_errors_say_how_to_fix_them() -> None:
-    errors = Admission().check(merged(VALID, {"probez": {}, "probes": {"port": None}}))[1]
+    errors = ProfileValidator().check(merged(VALID, {"probez": {}, "probes": {"port": None}}))[1]
     assert [str(e) for e in errors] == [
         "spec.probes.port: Required value: set it (`kubectl explain serviceprofile.spec.probes.port` "
         "describes it)",

@@ -19,11 +19,11 @@ from click.testing import CliRunner
 from tests.profile_corpus import VALID
 from tests.unit.test_audit import DEPLOYMENT as AUDITED
 
+from readiness.audit.report import RULES
 from readiness.cli import main
 from readiness.engine.desired import plan
 from readiness.engine.view import DeploymentView
 from readiness.models import ServiceProfileSpec
-from readiness.report import RULES
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 SCHEMA_FILE = DATA / "sarif-schema-2.1.0.json"

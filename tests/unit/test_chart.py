@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
-from readiness.settings import Settings
-from readiness.webhook import HANDLER_ID, namespace_selector, webhook_configuration
+from readiness.runtime.settings import Settings
+from readiness.webhook.admitter import HANDLER_ID
+from readiness.webhook.registration import namespace_selector, webhook_configuration
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 CHART = ROOT / "charts" / "readiness-operator"

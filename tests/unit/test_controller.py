@@ -13,16 +13,16 @@ from kubernetes.client.exceptions import ApiException
 from tests.twin import Twin
 from tests.unit.test_reconcile import NS, PROFILE, deployment
 
-from readiness.board import Board
-from readiness.controller import DEPLOYMENT, Controller, WorkKey
-from readiness.events import EventSink
+from readiness.control.board import Board
+from readiness.control.controller import DEPLOYMENT, Controller, WorkKey
+from readiness.control.events import EventSink
+from readiness.control.peering import PeeringGate
+from readiness.control.reconciler import Reconciler
+from readiness.control.statuswriter import StatusWriter
+from readiness.control.workqueue import RetryAfter, Workers, WorkQueue
 from readiness.k8s import ApiError
 from readiness.k8s.client import KubernetesCluster
-from readiness.metrics import Metrics
-from readiness.peering import PeeringGate
-from readiness.reconcile import Reconciler
-from readiness.statuswriter import StatusWriter
-from readiness.workqueue import RetryAfter, Workers, WorkQueue
+from readiness.observe.metrics import Metrics
 
 
 class SlowTwin(Twin):
@@ -45,11 +45,29 @@ class SlowTwin(Twin):
             self.in_flight.discard(name)
 
 
-def build(twin: Twin, workers: int = 8) -> tuple[Controller, WorkQueue[WorkKey], Workers[WorkKey], Metrics]:
+class RecordingQueue(WorkQueue[WorkKey]):
+    """A work queue that remembers every key it was asked to queue."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        super().__init__(metrics)
+        self.added: list[WorkKey] = []
+
+    def add(self, key: WorkKey) -> None:
+        self.added.append(key)
+        super().add(key)
+
+    def queued(self, key: WorkKey) -> bool:
+        """Asked for since the last look (and forgotten by this one)."""
+        found = key in self.added
+        self.added.clear()
+        return found
+
+
+def build(twin: Twin, workers: int = 8) -> tuple[Controller, RecordingQueue, Workers[WorkKey], Metrics]:
     metrics = Metrics()
     board = Board()
     events = EventSink(twin, metrics)
-    queue: WorkQueue[WorkKey] = WorkQueue(metrics)
+    queue = RecordingQueue(metrics)
     controller = Controller(
         twin.world,
         board,
@@ -99,11 +117,12 @@ async def test_status_only_events_queue_nothing_and_a_spec_change_queues_one() -
     controller, queue, workers, _ = build(twin)
     twin.add_profile(NS, "p", PROFILE)
     controller.profile_event(None, NS, "p")  # listed at start-up: no settling
-    assert queue.queued((DEPLOYMENT, NS, "a"))
-    assert queue.queued((DEPLOYMENT, NS, "b"))
+    assert {(DEPLOYMENT, NS, "a"), (DEPLOYMENT, NS, "b")} <= set(queue.added)
+    queue.added.clear()
     workers.start()
     await settle(queue, 0.6)
     applies = len(twin.applies)
+    queue.added.clear()
     body = twin.deployments[(NS, "a")]
     body["status"]["availableReplicas"] = 0  # the controller-manager's status update
     twin.touch(NS, "a")
@@ -309,3 +328,22 @@ async def test_a_throttled_apply_is_retried_when_the_server_says() -> None:
     assert await controller.work((DEPLOYMENT, NS, "api")) == RetryAfter(3.0)
     assert await controller.work((DEPLOYMENT, NS, "api")) is False, "applied on the retry"
     controller.close()
+
+
+async def test_a_deleted_profile_is_forgotten_with_its_metrics_and_its_deployments_stay() -> None:
+    twin = Twin()
+    twin.add_deployment(deployment())
+    controller, queue, workers, metrics = build(twin)
+    workers.start()
+    twin.add_profile(NS, "p", PROFILE)
+    controller.profile_event("ADDED", NS, "p")
+    await settle(queue, 1.0)
+    sample = {"namespace": NS, "profile": "p"}
+    assert metrics.registry.get_sample_value("readiness_profile_compliance_ratio", sample) == 1.0
+    twin.delete_profile(NS, "p")
+    controller.profile_event("DELETED", NS, "p")
+    await settle(queue, 0.6)
+    await workers.stop(1)
+    assert metrics.registry.get_sample_value("readiness_profile_compliance_ratio", sample) is None
+    assert len(twin.applies) == 1
+

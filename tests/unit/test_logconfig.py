@@ -6,7 +6,7 @@ import logging
 
 import structlog
 
-from readiness.logconfig import configure
+from readiness.observe.logconfig import configure
 
 
 def test_secrets_never_reach_the_log() -> None:

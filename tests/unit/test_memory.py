@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import asyncio
 
-from readiness.memory import Trimmer, _trimmer
-from readiness.periodic import Every
+from readiness.runtime.memory import Trimmer, _trimmer
+from readiness.runtime.periodic import Every
 
 
 async def test_the_heap_is_trimmed_once_after_work_and_never_while_busy() -> None:

@@ -14,9 +14,9 @@ from typing import Any
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
-from readiness.metrics import Metrics
 from readiness.models.crd import render_crd_yaml
-from readiness.settings import Settings
+from readiness.observe.metrics import Metrics
+from readiness.runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 DEPLOY = ROOT / "deploy"

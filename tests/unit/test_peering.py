@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from readiness.peering import PeeringGate, draw_priority, outranked
+from readiness.control.peering import PeeringGate, draw_priority, outranked
 
 NOW = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
 

@@ -10,8 +10,8 @@ import pytest
 import yaml
 from tests.conftest import ROOT
 
-from readiness.audit import EXIT_ERRORS, audit
-from readiness.manifests import parse
+from readiness.audit.findings import EXIT_ERRORS, audit
+from readiness.audit.manifests import parse
 
 CORPUS = ROOT / "tests" / "data" / "real"
 TOOLS = {"kubectl-apply", "kubectl-create", "helm", "argocd", "gitops-ssa"}

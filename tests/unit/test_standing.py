@@ -12,18 +12,18 @@ import pytest
 from tests.twin import Twin
 from tests.unit.test_reconcile import NS, PROFILE, deployment
 
-from readiness.app import Peerings
-from readiness.board import Board
-from readiness.controller import Controller, WorkKey
-from readiness.events import EventSink
+from readiness.cache.world import World
+from readiness.control.board import Board
+from readiness.control.controller import Controller, WorkKey
+from readiness.control.events import EventSink
+from readiness.control.peering import PeeringGate
+from readiness.control.reconciler import Reconciler
+from readiness.control.statuswriter import StatusWriter
+from readiness.control.workqueue import WorkQueue
 from readiness.k8s import ApiError
-from readiness.metrics import Metrics
-from readiness.peering import PeeringGate
-from readiness.reconcile import Reconciler
-from readiness.settings import Settings
-from readiness.statuswriter import StatusWriter
-from readiness.workqueue import WorkQueue
-from readiness.world import World
+from readiness.observe.metrics import Metrics
+from readiness.runtime.peerings import Peerings
+from readiness.runtime.settings import Settings
 
 
 class Peering:

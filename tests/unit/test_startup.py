@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from tests.conftest import ROOT
 
-from readiness.app import unknown_variables
+from readiness.runtime.settings import unknown_variables
 
 
 def run(env: dict[str, str], *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:

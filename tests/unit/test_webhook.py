@@ -11,17 +11,11 @@ import pytest
 import yaml
 from tests.unit.test_mutation import FULL, deployment, request
 
+from readiness.cache.world import ProfileRecord, World
 from readiness.k8s import ApiError
-from readiness.metrics import Metrics
-from readiness.webhook import (
-    HANDLER_ID,
-    Admitter,
-    ProfileSource,
-    Registration,
-    namespace_selector,
-    webhook_configuration,
-)
-from readiness.world import ProfileRecord, World
+from readiness.observe.metrics import Metrics
+from readiness.webhook.admitter import HANDLER_ID, Admitter, ProfileSource
+from readiness.webhook.registration import Registration, namespace_selector, webhook_configuration
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 

@@ -13,10 +13,10 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from readiness import API_GROUP, API_VERSION, PLURAL
-from readiness.app import NoDiffBase, kopf_settings
-from readiness.handlers import register
 from readiness.k8s.client import _error
-from readiness.settings import Settings
+from readiness.runtime.handlers import register
+from readiness.runtime.kopfconfig import NoDiffBase, kopf_settings
+from readiness.runtime.settings import Settings
 
 DATA = Path(__file__).parent.parent / "data"
 

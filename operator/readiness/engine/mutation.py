@@ -32,7 +32,7 @@ from .view import DeploymentView
 ADMITTED = f"{API_GROUP}/admitted"
 """Annotation on a Deployment the webhook changed: ``<profile>@<generation>: <checks>``."""
 
-Outcome = Literal["Mutated", "Compliant", "Skipped"]
+AdmissionOutcome = Literal["Mutated", "Compliant", "Skipped"]
 # Only one of these may be set at once: setting one of them takes the others away, as the
 # server-side apply the reconciler sends would (it owns no other handler there).
 _ONE_OF: Mapping[str, frozenset[str]] = {
@@ -57,12 +57,11 @@ class Candidate:
 class Admission:
     """The webhook's answer to one request."""
 
-    outcome: Outcome
+    outcome: AdmissionOutcome
     reason: str  # why, for logs and the metric
     profile: str | None = None
     checks: tuple[str, ...] = ()
     obj: Mapping[str, Any] | None = None  # the object to store, when Mutated
-    patch: tuple[Mapping[str, Any], ...] = ()  # RFC 6902, from the request's object to ``obj``
     took: str = ""  # the API defaults nobody chose that it replaced, for people
 
     @property
@@ -110,7 +109,6 @@ def admit(request: Mapping[str, Any], profiles: Mapping[str, Candidate]) -> Admi
         profile=owner,
         checks=checks,
         obj=mutated,
-        patch=tuple(json_patch(obj, mutated)),
         took=taken_text(ev.taken, "took"),
     )
 
@@ -195,31 +193,3 @@ def _named(value: Any) -> bool:
         and not isinstance(value, str)
         and all(isinstance(i, Mapping) and "name" in i for i in value)
     )
-
-
-def json_patch(before: Any, after: Any, path: str = "") -> list[dict[str, Any]]:
-    """RFC 6902 operations that turn ``before`` into ``after`` (items are only ever added to
-    the end of a list or changed in place, which is all ``merge`` does)."""
-    if isinstance(before, Mapping) and isinstance(after, Mapping):
-        ops: list[dict[str, Any]] = [
-            {"op": "remove", "path": f"{path}/{_escape(k)}"} for k in before if k not in after
-        ]
-        for k, v in after.items():
-            if k in before:
-                ops.extend(json_patch(before[k], v, f"{path}/{_escape(k)}"))
-            else:
-                ops.append({"op": "add", "path": f"{path}/{_escape(k)}", "value": copy.deepcopy(v)})
-        return ops
-    if isinstance(before, list) and isinstance(after, list) and len(after) >= len(before):
-        ops = [op for i, item in enumerate(before) for op in json_patch(item, after[i], f"{path}/{i}")]
-        ops.extend(
-            {"op": "add", "path": f"{path}/-", "value": copy.deepcopy(v)} for v in after[len(before) :]
-        )
-        return ops
-    if type(before) is type(after) and before == after:
-        return []
-    return [{"op": "replace", "path": path, "value": copy.deepcopy(after)}]
-
-
-def _escape(key: str) -> str:
-    return key.replace("~", "~0").replace("/", "~1")

@@ -162,7 +162,7 @@ def build_status(
             "until the profile (or a failed Deployment's own template) changes",
         )
     elif pending := [t for t in ordered if t.state == "Pending"]:
-        riding = sum(1 for t in pending if t.message.startswith(NEXT_CHANGE))
+        riding = sum(1 for t in pending if t.reason == "NextChange")
         progressing = cond(
             "Progressing",
             True,

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from .. import FIELD_MANAGER, REVERT_MANAGER
 from ..models.profile import ServiceProfileSpec
-from ..models.status import Conflict, Target, TargetState, Violation
+from ..models.status import Conflict, Target, TargetReason, TargetState, Violation
 from .evaluate import Evaluation, evaluate, taken_text
 from .selector import matches
 from .status import rollout_state
@@ -27,10 +27,6 @@ class Judgement:
     owner: str | None = None
     evaluation: Evaluation | None = None
     targets: Mapping[str, Target] = field(default_factory=dict)
-
-    @property
-    def selected_by(self) -> tuple[str, ...]:
-        return tuple(sorted(self.targets))
 
 
 def judge(view: DeploymentView, profiles: Mapping[str, ServiceProfileSpec]) -> Judgement:
@@ -63,6 +59,7 @@ def target(
     state: TargetState | None = None,
     message: str = "",
     extra: Sequence[Conflict] = (),
+    reason: TargetReason = "",
 ) -> Target:
     """The target's status entry: ``state`` when the reconciler knows better (an API error, a
     fight), else derived from the evaluation."""
@@ -92,6 +89,7 @@ def target(
         state=state,
         rollout=rollout_state(view),
         message=message,
+        reason=reason,
         violations=violations,
         conflicts=conflicts,
     )

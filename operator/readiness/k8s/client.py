@@ -23,8 +23,9 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
+from readiness.observe.tracing import tracer
+
 from .. import API_GROUP, API_VERSION, FIELD_MANAGER, PLURAL, REVERT_MANAGER
-from ..tracing import tracer
 from .errors import ApiError, FieldCause
 
 T = TypeVar("T")

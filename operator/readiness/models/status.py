@@ -21,6 +21,9 @@ TargetState = Literal[
     "RolledBack",
 ]
 Rollout = Literal["Complete", "Progressing", "Failed", "Unknown"]
+# Why a target is in its state when the state alone does not say: what the operator itself (and
+# its next run, reading the status back) decides from, never the message text.
+TargetReason = Literal["", "FightLeftAlone", "NextChange", "WaitingForSlot", "Halted"]
 
 
 class Condition(Model):
@@ -67,6 +70,8 @@ class Target(Model):
     """Rollout state from the Deployment's own status."""
     message: str = ""
     """Why the target is not compliant, when there is one reason."""
+    reason: TargetReason = ""
+    """One CamelCase word for machines when the state alone does not say why: FightLeftAlone (another field manager keeps reverting it; left alone until it is quiet or the profile changes), NextChange (set at the team's next rollout), WaitingForSlot (waits for a rollout slot) or Halted (the profile's waves are halted by a failed rollout)."""
     violations: list[Violation] = []
     """What does not match the profile."""
     conflicts: list[Conflict] = []

@@ -19,11 +19,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import API_GROUP, API_VERSION, KIND
-from .admission import Admission
-from .engine import DeploymentView, Evaluation, judge
-from .manifests import Document, InputError, objects
-from .models import Conflict, ServiceProfileSpec, Violation
+from readiness import API_GROUP, API_VERSION, KIND
+from readiness.audit.manifests import Document, InputError, objects
+from readiness.audit.validation import ProfileValidator
+from readiness.engine import DeploymentView, Evaluation, judge
+from readiness.models import Conflict, ServiceProfileSpec, Violation
 
 PROFILE_API_VERSION = f"{API_GROUP}/{API_VERSION}"
 UNSELECTED = "Unselected"
@@ -169,7 +169,7 @@ def _profiles(
     refused: dict[str, set[str]] = {}
     errors: list[ProfileError] = []
     seen: dict[tuple[str, str], Document] = {}
-    admission: Admission | None = None
+    admission: ProfileValidator | None = None
     for doc in docs:
         if doc.kind != KIND or not doc.api_version.startswith(f"{API_GROUP}/"):
             continue
@@ -201,7 +201,7 @@ def _profiles(
                 )
             )
         seen.setdefault((ns, name), doc)
-        admission = admission or Admission()
+        admission = admission or ProfileValidator()
         model, refusals = admission.check(doc.body.get("spec"))
         found += [(e.field, e.message) for e in refusals]
         if found or model is None:

@@ -25,9 +25,9 @@ from celpy.evaluation import CELEvalError
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from .engine.quantity import QuantityError, parse_quantity
-from .models import ServiceProfileSpec
-from .models.crd import build_crd
+from readiness.engine.quantity import QuantityError, parse_quantity
+from readiness.models import ServiceProfileSpec
+from readiness.models.crd import build_crd
 
 # The Kubernetes quantity grammar (k8s.io/apimachinery resource.ParseQuantity).
 _QUANTITY = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+|[KMGTPE]i|[numkMGTPE])?")
@@ -59,7 +59,7 @@ class FieldError:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class RuleResult:
     """One CEL rule checked on the value it applies to."""
 
     field: str  # where the rule's node is in this spec (spec.probes.readiness)
@@ -69,7 +69,7 @@ class Outcome:
     error: str = ""  # why the rule could not be evaluated (then it neither passed nor failed)
 
 
-class Admission:
+class ProfileValidator:
     """Checks ServiceProfile specs. Build one per run: it compiles the CRD's rules once.
 
     ``schema`` is the CRD's OpenAPI schema of ``spec``; by default the one generated from the models.
@@ -110,19 +110,19 @@ class Admission:
             ]
         return (model if not errors else None), errors
 
-    def outcomes(self, spec: Mapping[str, Any]) -> list[Outcome]:
+    def outcomes(self, spec: Mapping[str, Any]) -> list[RuleResult]:
         """Every CEL rule of the schema that applies to ``spec`` (defaulted first), checked."""
-        found: list[Outcome] = []
+        found: list[RuleResult] = []
         for (path, rule), value in _rules_at(self._schema, _defaulted(self._schema, spec), "spec"):
             text = str(rule["rule"])
             field = path + str(rule.get("fieldPath") or "")
             result = self._evaluate(text, value)
             if isinstance(result, Exception) or not isinstance(result, celtypes.BoolType):
                 error = str(result) if isinstance(result, Exception) else f"gave {result!r}, not a boolean"
-                found.append(Outcome(field, text, passed=False, error=error or type(result).__name__))
+                found.append(RuleResult(field, text, passed=False, error=error or type(result).__name__))
                 continue
             if result:
-                found.append(Outcome(field, text, passed=True))
+                found.append(RuleResult(field, text, passed=True))
                 continue
             message = str(rule.get("message") or f"failed rule: {text}")
             expression = rule.get("messageExpression")
@@ -130,7 +130,7 @@ class Admission:
                 said = self._evaluate(str(expression), value)
                 if isinstance(said, str) and said:
                     message = str(said)
-            found.append(Outcome(field, text, passed=False, message=message))
+            found.append(RuleResult(field, text, passed=False, message=message))
         return found
 
     def _evaluate(self, text: str, value: Any) -> Any:

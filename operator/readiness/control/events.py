@@ -6,8 +6,8 @@ import asyncio
 
 import structlog
 
-from .k8s import ApiError, Cluster, ObjectRef
-from .metrics import Metrics
+from readiness.k8s import ApiError, Cluster, ObjectRef
+from readiness.observe.metrics import Metrics
 
 log = structlog.get_logger("readiness.events")
 Pending = tuple[ObjectRef, str, str, str]

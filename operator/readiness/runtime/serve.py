@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from .metrics import Metrics
+from readiness.observe.metrics import Metrics
 
 Check = Callable[[], Awaitable[str | None]]
 

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from .audit import UNSELECTED, Audit, Finding
-from .manifests import STDIN_NAME, Document, InputError
+from readiness.audit.findings import UNSELECTED, Audit, Finding
+from readiness.audit.manifests import STDIN_NAME, Document, InputError
 
 SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 SRCROOT = "%SRCROOT%"

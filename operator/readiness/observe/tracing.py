@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from opentelemetry import trace
 
-from . import __version__
+from readiness import __version__
 
 INSTRUMENTATION = "readiness-operator"
 

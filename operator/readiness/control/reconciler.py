@@ -10,34 +10,32 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import structlog
 
-from . import API_GROUP, API_VERSION, KIND
-from .board import Board, Entry
-from .engine import (
+from readiness import API_GROUP, API_VERSION, KIND
+from readiness.cache.world import Context, Key, ProfileRecord, StoredDeployment, World
+from readiness.control.board import Board, Entry
+from readiness.control.events import EventSink
+from readiness.control.guard import LEFT_ALONE, FightGuard
+from readiness.control.recall import Recall
+from readiness.control.rollouts import Rollouts
+from readiness.engine import (
     DeploymentView,
     Evaluation,
     judge,
     last_writers,
     last_written,
-    matches,
     next_change,
     rollout_state,
     taken_text,
     target,
-    written_last_by_us,
 )
-from .events import EventSink
-from .guard import LEFT_ALONE, FightGuard
-from .k8s import ApiError, Cluster, ObjectRef
-from .metrics import Metrics
-from .models import Conflict, ServiceProfileSpec, Target
-from .models.status import Rollout, TargetState
-from .tracing import tracer
-from .waves import Failure, Observe, Waves, slots
-from .world import Context, Key, ProfileRecord, StoredDeployment, World
+from readiness.k8s import ApiError, Cluster, ObjectRef
+from readiness.models import Conflict, ServiceProfileSpec, Target
+from readiness.models.status import TargetState
+from readiness.observe.metrics import Metrics
+from readiness.observe.tracing import tracer
 
 log = structlog.get_logger("readiness.reconcile")
 
@@ -72,7 +70,6 @@ class Reconciler:
         guard: FightGuard | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         clock: Callable[[], float] = time.time,
-        waves: Waves | None = None,
     ) -> None:
         self._cluster = cluster
         self._world = world
@@ -80,8 +77,8 @@ class Reconciler:
         self._metrics = metrics
         self._events = events
         self._guard = guard or FightGuard()
-        self._waves = waves or Waves()
-        self._recalled: set[tuple[Key, int]] = set()  # profile generations whose halt was looked up
+        self._recall = Recall(world, board)
+        self.rollouts = Rollouts(world, cluster, events, metrics, self._recall)
         self._monotonic = monotonic
         self._clock = clock
         # The generation our last apply produced, until the watch shows it.
@@ -105,15 +102,13 @@ class Reconciler:
     def settled(self, namespace: str, stored: StoredDeployment) -> bool:
         """True when nothing the decision reads has changed since the last one."""
         key = (namespace, stored.name)
-        if stored.rollout == "Failed" and self._waves.profiles_flying(stored.name, namespace):
+        if stored.rollout == "Failed" and self.rollouts.failed_ours(namespace, stored.name):
             return False  # a rollout we started failed: only the rollout column says so
         return self._decided.get(key) == (stored.fingerprint, self._world.context(namespace))
 
     def forget_profile(self, namespace: str, name: str) -> None:
         """The profile is gone, or a new one took its name: nothing of its waves carries over."""
-        wave = (namespace, name)
-        self._waves.forget_profile(wave)
-        self._recalled = {seen for seen in self._recalled if seen[0] != wave}
+        self.rollouts.forget_profile(namespace, name)
 
     def forget_decisions(self) -> None:
         """The next pass decides every Deployment afresh (the periodic resync)."""
@@ -129,7 +124,7 @@ class Reconciler:
             self._wrote.pop(key, None)
             self._decided.pop(key, None)
             self._guard.forget(key)
-            self._waves.forget_deployment(namespace, name)
+            self.rollouts.forget_deployment(namespace, name)
             return Outcome(changed=self._board.record(namespace, name, {}))
         if self.stale(namespace, stored) or self.settled(namespace, stored):
             return Outcome(skipped=True)
@@ -152,29 +147,20 @@ class Reconciler:
         owner, ev = judgement.owner, judgement.evaluation
         if owner is not None and ev is not None:
             record, spec = specs[owner]
-            wave = (view.namespace, owner)
             rollout = rollout_state(view)
-            # A restart finds what our last apply started: in flight, or failed since this profile
-            # generation last reported it in flight (an older failure is not this generation's).
-            unfinished = rollout in ("Progressing", "Unknown")
-            if rollout == "Failed" and not unfinished:
-                prior = self._reported(record, view.name)
-                unfinished = prior is not None and prior.rollout == "Progressing"
-            if view.replicas > 0 and unfinished and written_last_by_us(view):
-                self._waves.adopt(wave, view.name, view.generation)
-            self._recall_halt(record)
-            halted = self._waves.halted(wave, record.generation, self.observer(view.namespace))
+            self.rollouts.recover(record, view, rollout)
+            halted = self.rollouts.halted(record)
             if halted is not None and view.name in halted:
                 failure = halted[view.name]
                 targets[owner] = target(view, ev, state=failure.state, message=failure.message)
-            elif rollout == "Failed" and self._waves.flying(wave, view.name):
+            elif rollout == "Failed" and self.rollouts.flying(record, view.name):
                 targets[owner], decided = await self._failed(record, view, ev, outcome, spec)
             elif halted is not None and spec.mode == "Enforce" and ev.apply is not None and not ev.problems:
                 outcome.pending = True  # decided again when the halt ends
                 message = (
                     f"halted: the rollout of {', '.join(sorted(halted))} failed; fix the profile to go on"
                 )
-                targets[owner] = target(view, ev, state="Pending", message=message)
+                targets[owner] = target(view, ev, state="Pending", message=message, reason="Halted")
             elif spec.mode == "Enforce" and ev.apply is not None and not ev.problems:
                 if spec.rollout.trigger == "NextChange" and set(ev.changes) == {"released"}:
                     # Nothing the profile asks for is missing; what it stopped setting stays, since
@@ -182,7 +168,9 @@ class Reconciler:
                     targets[owner] = target(view, ev, message=KEPT_UNDER_NEXT_CHANGE)
                 elif spec.rollout.trigger == "NextChange":
                     # Decided, not waiting for a slot: the Deployment's own next change decides again.
-                    targets[owner] = target(view, ev, state="Pending", message=next_change(ev.changes))
+                    targets[owner] = target(
+                        view, ev, state="Pending", message=next_change(ev.changes), reason="NextChange"
+                    )
                 else:
                     targets[owner], decided = await self._enforce(record, view, ev, outcome, spec, listing)
         entries = {name: Entry(specs[name][0].generation, t) for name, t in targets.items()}
@@ -204,8 +192,8 @@ class Reconciler:
         key = (view.namespace, view.name)
         bound = log.bind(namespace=view.namespace, deployment=view.name, profile=record.name)
         now = self._monotonic()
-        before = self._reported(record, view.name)
-        left_alone = before is not None and before.state == "Conflicted" and LEFT_ALONE in before.message
+        before = self._recall.reported(record, view.name)
+        left_alone = before is not None and before.reason == "FightLeftAlone"
         if left_alone:
             self._guard.recall(key, record.generation)  # a restart does not restart a fight
         written = last_written(view)
@@ -218,16 +206,16 @@ class Reconciler:
                 f"{self._guard.window:g}s or the profile changes"
             )
             extra = [Conflict(manager=m, field="spec.template") for m in fighters]
-            return target(view, ev, state="Conflicted", message=message, extra=extra), view
-        wave = (view.namespace, record.name)
+            return target(
+                view, ev, state="Conflicted", message=message, extra=extra, reason="FightLeftAlone"
+            ), view
         if view.replicas > 0:  # a Deployment scaled to 0 takes no slot
-            if listing > 0 and not self._waves.flying(wave, view.name):
+            if listing > 0 and not self.rollouts.flying(record, view.name):
                 outcome.again = listing
                 message = "waiting for a rollout slot: counting the rollouts in flight"
-                return target(view, ev, state="Pending", message=message), view
-            self._adopt_unfinished(wave, spec)
-            budget = slots(spec.rollout.max_concurrent, self._world.matched(view.namespace, record.name))
-            if not self._waves.take(wave, view.name, budget, self.observer(view.namespace)):
+                return target(view, ev, state="Pending", message=message, reason="WaitingForSlot"), view
+            budget = self.rollouts.take(record, spec, view.name)
+            if budget is not None:
                 log.debug(
                     "waiting_for_slot", namespace=view.namespace, deployment=view.name, profile=record.name
                 )
@@ -235,12 +223,12 @@ class Reconciler:
                 message = (
                     f"waiting for a rollout slot: {budget} of this profile's Deployments roll out at once"
                 )
-                return target(view, ev, state="Pending", message=message), view
+                return target(view, ev, state="Pending", message=message, reason="WaitingForSlot"), view
         apply = ev.apply or {}
         try:
             body = await self._cluster.apply_deployment(apply, force=ev.force)
         except ApiError as error:
-            self._waves.started(wave, view.name, None)
+            self.rollouts.started(record, view.name, None)
             self._metrics.api_errors.labels(str(error.status)).inc()
             if error.conflict:
                 self._metrics.applies.labels("conflict").inc()
@@ -262,9 +250,7 @@ class Reconciler:
         if after.generation != view.generation:
             self._wrote[key] = after.generation
         rolled = after.generation != view.generation and view.replicas > 0
-        self._waves.started(wave, view.name, after.generation if rolled else None)
-        if rolled:
-            self._metrics.rollouts.labels(view.namespace, record.name, "started").inc()
+        self.rollouts.started(record, view.name, after.generation if rolled else None)
         outcome.applied = True
         self._board.note_applied(view.namespace, record.name, view.name)
         changed = after.generation != view.generation
@@ -293,118 +279,21 @@ class Reconciler:
         outcome: Outcome,
         spec: ServiceProfileSpec,
     ) -> tuple[Target, DeploymentView]:
-        """A rollout this profile started failed: halt the profile, and put the Deployment's
-        previous pod template back (Revert) or leave it (Pause)."""
-        wave = (view.namespace, record.name)
-        why = (
-            "its new pods did not become available within progressDeadlineSeconds (ProgressDeadlineExceeded)"
-        )
-        ref = ObjectRef("apps/v1", "Deployment", view.namespace, view.name, view.uid)
-        self._metrics.rollouts.labels(view.namespace, record.name, "failed").inc()
-        after = view
-        if spec.rollout.on_failure == "Revert":
-            try:
-                body = await self._cluster.revert_deployment(view.namespace, view.name)
-            except ApiError as error:
-                self._metrics.api_errors.labels(str(error.status)).inc()
-                outcome.retry, outcome.retry_after = True, error.retry_after
-                return target(
-                    view, ev, state="Error", message=f"the rollout failed and putting it back failed: {error}"
-                ), view
-            if body is not None:
-                after = DeploymentView.from_body(body)
-                self._wrote[(view.namespace, view.name)] = after.generation
-                self._metrics.rollouts.labels(view.namespace, record.name, "reverted").inc()
-            failure = Failure(
-                after.generation,
-                "RolledBack",
-                f"rollout failed: {why}; the previous pod template is back"
-                if body is not None
-                else f"rollout failed: {why}; there was no earlier revision to put back",
+        """A rollout this profile started failed: halted, put back or left as it is."""
+        try:
+            failure, reverted = await self.rollouts.fail(
+                record, view, revert=spec.rollout.on_failure == "Revert"
             )
-        else:
-            failure = Failure(
-                view.generation, "RolloutFailed", f"rollout failed: {why}; left as it is (onFailure: Pause)"
-            )
-        self._waves.halt(wave, record.generation, view.name, failure)
-        log.warning(
-            "rollout_failed",
-            namespace=view.namespace,
-            deployment=view.name,
-            profile=record.name,
-            state=failure.state,
-        )
-        self._events.post(ref, "Warning", failure.state, f"ServiceProfile {record.name}: {failure.message}")
-        return target(view, ev, state=failure.state, message=failure.message), after
-
-    def _recall_halt(self, record: ProfileRecord) -> None:
-        """A restarted operator finds the profile halted in its status: it stays halted."""
-        wave = (record.namespace, record.name)
-        if (wave, record.generation) in self._recalled:
-            return
-        self._recalled.add((wave, record.generation))
-        for item in self._status_targets(record):
-            if item.get("state") in ("RolloutFailed", "RolledBack"):
-                stored = self._world.stored(record.namespace, str(item.get("name")))
-                if stored is not None:
-                    failure = Failure(stored.generation, item["state"], str(item.get("message", "")))
-                    self._waves.halt(wave, record.generation, stored.name, failure)
-
-    def _adopt_unfinished(self, wave: Key, spec: ServiceProfileSpec) -> None:
-        """Before a slot is given: every unfinished rollout of the profile's Deployments that our
-        last apply started holds one, whether or not it was decided yet since a restart."""
-        for stored in self._world.deployments(wave[0]):
-            if stored.rollout not in ("Progressing", "Unknown") or self._waves.flying(wave, stored.name):
-                continue
-            if matches(spec.selector, stored.labels):
-                view = stored.view()
-                if view.replicas > 0 and written_last_by_us(view):
-                    self._waves.adopt(wave, stored.name, view.generation)
-
-    def observer(self, namespace: str) -> Observe:
-        def observe(name: str) -> tuple[int, Rollout] | None:
-            stored = self._world.stored(namespace, name)
-            return None if stored is None else (stored.generation, stored.rollout)
-
-        return observe
-
-    def landed(self, namespace: str, name: str) -> list[str]:
-        """The Deployment's rollout moved (or it went): the waiting Deployments of the profiles
-        it held a slot of that may go now."""
-        woken: list[str] = []
-        specs = self._world.specs(namespace)
-        for wave in self._waves.profiles_flying(name, namespace):
-            flying = self._waves.in_flight(wave, self.observer(namespace))
-            found = specs.get(wave[1])
-            if name in flying or found is None:
-                continue
-            if self._world.stored(namespace, name) is not None:
-                self._metrics.rollouts.labels(namespace, wave[1], "completed").inc()
-            budget = slots(found[1].rollout.max_concurrent, self._world.matched(namespace, wave[1]))
-            woken += self._waves.wake(wave, budget - len(flying))
-        return woken
-
-    def _reported(self, record: ProfileRecord, name: str) -> Target | None:
-        """The Deployment's last verdict under this profile generation: ours since start-up,
-        else what the profile's status shows (what an earlier run of the operator reported)."""
-        entry = self._board.targets(record.namespace, record.name).get(name)
-        if entry is not None:
-            return entry.target if entry.generation == record.generation else None
-        for item in self._status_targets(record):
-            if item.get("name") == name:
-                try:
-                    return Target.model_validate(item)
-                except ValueError:
-                    return None
-        return None
-
-    def _status_targets(self, record: ProfileRecord) -> list[dict[str, Any]]:
-        """The targets the profile's status lists for this very generation (none otherwise)."""
-        latest = self._world.profile(record.namespace, record.name)  # specs() keeps an older status
-        status = latest.status if latest is not None else {}
-        if status.get("observedGeneration") != record.generation:
-            return []
-        return [t for t in status.get("targets") or () if isinstance(t, dict)]
+        except ApiError as error:
+            self._metrics.api_errors.labels(str(error.status)).inc()
+            outcome.retry, outcome.retry_after = True, error.retry_after
+            return target(
+                view, ev, state="Error", message=f"the rollout failed and putting it back failed: {error}"
+            ), view
+        if reverted is None:
+            return target(view, ev, state=failure.state, message=failure.message), view
+        self._wrote[(view.namespace, view.name)] = reverted.generation
+        return target(view, ev, state=failure.state, message=failure.message), reverted
 
 
 def profile_ref(record: ProfileRecord) -> ObjectRef:

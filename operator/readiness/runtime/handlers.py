@@ -17,9 +17,9 @@ from typing import Any
 
 import kopf
 
-from .. import API_GROUP, API_VERSION, PLURAL
-from ..controller import Controller
-from ..webhook import HANDLER_ID, REVIEW, Admitter
+from readiness import API_GROUP, API_VERSION, PLURAL
+from readiness.control.controller import Controller
+from readiness.webhook.admitter import HANDLER_ID, REVIEW, Admitter
 
 
 def register(

@@ -15,9 +15,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .engine import DeploymentView, matches, rollout_state
-from .models import ServiceProfileSpec
-from .models.status import Rollout
+from readiness.engine import DeploymentView, matches, rollout_state
+from readiness.models import ServiceProfileSpec
+from readiness.models.status import Rollout
 
 # (namespace, name) of a ServiceProfile or a Deployment.
 Key = tuple[str, str]
@@ -161,10 +161,6 @@ class World:
 
     def stored(self, namespace: str, name: str) -> StoredDeployment | None:
         return self._deployments.get(namespace, {}).get(name)
-
-    def deployment(self, namespace: str, name: str) -> DeploymentView | None:
-        stored = self.stored(namespace, name)
-        return stored.view() if stored is not None else None
 
     def deployments(self, namespace: str) -> list[StoredDeployment]:
         return list(self._deployments.get(namespace, {}).values())

@@ -15,7 +15,7 @@ from typing import Generic, TypeVar
 
 import structlog
 
-from .metrics import Metrics
+from readiness.observe.metrics import Metrics
 
 K = TypeVar("K", bound=Hashable)
 log = structlog.get_logger("readiness.workqueue")
@@ -36,7 +36,6 @@ class WorkQueue(Generic[K]):
         self._active: set[K] = set()
         self._dirty: set[K] = set()
         self._timers: set[asyncio.TimerHandle] = set()
-        self._held: set[K] = set()
         self._throttled: set[K] = set()
         self._started: dict[K, float] = {}
         self._metrics = metrics
@@ -46,7 +45,7 @@ class WorkQueue(Generic[K]):
         self.taken = 0  # keys handed to workers so far
 
     def add(self, key: K) -> None:
-        if self.closed or key in self._pending or key in self._held:
+        if self.closed or key in self._pending:
             return
         if key in self._active:
             self._dirty.add(key)
@@ -64,20 +63,6 @@ class WorkQueue(Generic[K]):
             self.add(key)
 
         handle = loop.call_later(delay, fire)
-        self._timers.add(handle)
-
-    def hold(self, key: K, delay: float) -> None:
-        """Keep ``key`` out of the queue for ``delay`` seconds, then queue it once."""
-        self._held.add(key)
-        loop = asyncio.get_running_loop()
-        handle: asyncio.TimerHandle
-
-        def release() -> None:
-            self._timers.discard(handle)
-            self._held.discard(key)
-            self.add(key)
-
-        handle = loop.call_later(delay, release)
         self._timers.add(handle)
 
     def add_throttled(self, key: K, every: float) -> None:
@@ -143,10 +128,6 @@ class WorkQueue(Generic[K]):
         for handle in self._timers:
             handle.cancel()
         self._timers.clear()
-
-    def queued(self, key: K) -> bool:
-        """True when ``key`` waits for a worker."""
-        return key in self._pending
 
     @property
     def depth(self) -> int:

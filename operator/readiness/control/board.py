@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .models import Target
-from .models.status import Rollout
-from .world import Key
+from readiness.cache.world import Key
+from readiness.models import Target
+from readiness.models.status import Rollout
 
 
 @dataclass(frozen=True)

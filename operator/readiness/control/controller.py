@@ -19,14 +19,14 @@ from typing import Any, Protocol
 
 import structlog
 
-from .board import Board
-from .k8s import ApiError
-from .metrics import Metrics
-from .peering import PeeringGate
-from .reconcile import Reconciler
-from .statuswriter import StatusWriter
-from .workqueue import RetryAfter, WorkQueue
-from .world import Key, ProfileRecord, World
+from readiness.cache.world import Key, ProfileRecord, World
+from readiness.control.board import Board
+from readiness.control.peering import PeeringGate
+from readiness.control.reconciler import Reconciler
+from readiness.control.statuswriter import StatusWriter
+from readiness.control.workqueue import RetryAfter, WorkQueue
+from readiness.k8s import ApiError
+from readiness.observe.metrics import Metrics
 
 log = structlog.get_logger("readiness.controller")
 
@@ -121,7 +121,7 @@ class Controller:
 
     def _wake(self, namespace: str, name: str) -> None:
         """A rollout slot it held may have freed: the Deployments waiting for it go."""
-        for woken in self._reconciler.landed(namespace, name):
+        for woken in self._reconciler.rollouts.landed(namespace, name):
             self._queue.add((DEPLOYMENT, namespace, woken))
 
     def profile_event(self, type_: str | None, namespace: str, name: str) -> None:
@@ -130,11 +130,13 @@ class Controller:
         if type_ == "DELETED":
             self._world.remove_profile(namespace, name)
         record = self._world.profile(namespace, name)
+        if record is None or record.deleting:
+            self._forget(namespace, name)
         identity = record.identity if record is not None else None
         if identity != self._identities.get(key):
             known = self._identities.get(key)
-            if known is not None and (identity is None or identity[0] != known[0]):
-                self._reconciler.forget_profile(namespace, name)
+            if known is not None and identity is not None and identity[0] != known[0]:
+                self._reconciler.forget_profile(namespace, name)  # re-created under its name
             if identity is None:
                 self._identities.pop(key, None)
             else:
@@ -144,6 +146,13 @@ class Controller:
             else:
                 self.fan_out(namespace)
         self.status(key)
+
+    def _forget(self, namespace: str, name: str) -> None:
+        """The one place a profile that went (or is going) is forgotten: its waves, halts and
+        fights, its verdicts on the board, its status memory and its metrics. The Deployments
+        it set stay as they are."""
+        self._reconciler.forget_profile(namespace, name)
+        self._writer.forget(namespace, name)
 
     # ---- scheduling ----
     def status(self, key: Key) -> None:

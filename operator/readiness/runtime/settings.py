@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
+import os
+import re
+import sys
+from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -95,3 +100,48 @@ class Settings(BaseSettings):
             return []
         included, excluded = self._globs()
         return [",".join([g, *(f"!{x}" for x in excluded)]) for g in included]
+
+
+def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
+    """Settings from the environment, or one clear line per bad variable and exit code 2.
+    A misspelled READINESS_* variable is an error too: silently ignored, it would leave the
+    operator doing something other than what its installer asked for."""
+    lines = [
+        f"readiness: unknown {name}" + (f" (did you mean {close[0]}?)" if close else "")
+        for name in sorted(unknown_variables(environ))
+        for close in [difflib.get_close_matches(name, known_variables(), n=1, cutoff=0.6)]
+    ]
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        for problem in error.errors():
+            variable = "READINESS_" + str(problem["loc"][0]).upper() if problem["loc"] else "READINESS_*"
+            lines.append(f"readiness: invalid {variable}: {problem['msg']}")
+    if lines:
+        print("\n".join(lines), file=sys.stderr)
+        raise SystemExit(2)
+    return settings
+
+
+def known_variables() -> list[str]:
+    return [f"READINESS_{name.upper()}" for name in Settings.model_fields]
+
+
+# Variables that share the prefix but are not settings: the kubelet's service links for a
+# Service whose name starts with "readiness" (READINESS_OPERATOR_SERVICE_HOST, ..._PORT_9090_TCP,
+# ..._PORT=tcp://...) and the test control plane's own (READINESS_TESTBED_DIR).
+_SERVICE_LINK = re.compile(r"READINESS_.*_(SERVICE_HOST|SERVICE_PORT(_.+)?|PORT_\d+_(TCP|UDP|SCTP)(_.+)?)")
+_LINK_URL = re.compile(r"(tcp|udp|sctp)://.*")
+
+
+def unknown_variables(environ: Mapping[str, str]) -> set[str]:
+    known = set(known_variables())
+    return {
+        name
+        for name, value in environ.items()
+        if name.startswith("READINESS_")
+        and name not in known
+        and not name.startswith("READINESS_TESTBED_")
+        and not _SERVICE_LINK.fullmatch(name)
+        and not (name.endswith("_PORT") and _LINK_URL.fullmatch(value))
+    }

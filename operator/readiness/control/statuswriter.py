@@ -15,14 +15,14 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from .board import Board
-from .engine import build_status, matches
-from .events import EventSink
-from .k8s import ApiError, Cluster, ObjectRef
-from .metrics import Metrics
-from .models import ServiceProfileStatus, Target
-from .reconcile import profile_ref
-from .world import Key, ProfileRecord, World
+from readiness.cache.world import Key, ProfileRecord, World
+from readiness.control.board import Board
+from readiness.control.events import EventSink
+from readiness.control.reconciler import profile_ref
+from readiness.engine import build_status, matches
+from readiness.k8s import ApiError, Cluster, ObjectRef
+from readiness.models import ServiceProfileStatus, Target
+from readiness.observe.metrics import Metrics
 
 log = structlog.get_logger("readiness.status")
 # How many Deployments the profile's Applied event names before it counts the rest.
@@ -79,8 +79,7 @@ class StatusWriter:
         key = (namespace, name)
         record = self._world.profile(namespace, name)
         if record is None or record.deleting:
-            self.forget(namespace, name)
-            return False
+            return False  # forgotten by the controller
         bound = log.bind(namespace=namespace, profile=name, generation=record.generation)
         previous = self._previous(record)
         spec = record.parsed

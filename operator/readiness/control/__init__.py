@@ -1,0 +1,1 @@
+"""The controller: watch events become keys on a work queue; workers reconcile one Deployment at a time (decide with the engine, at most one apply, a verdict on the board) and write each profile's status from the board. Rollout waves, fight limits and which replica acts live here too."""

@@ -1,0 +1,209 @@
+"""Assemble the operator at start-up: settings, logging, clients, registry, workers, servers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from typing import Any, cast
+
+import kopf
+import structlog
+
+from readiness import __version__
+from readiness.cache.world import World
+from readiness.control.board import Board
+from readiness.control.controller import Controller, WorkKey
+from readiness.control.events import EventSink
+from readiness.control.guard import FightGuard
+from readiness.control.peering import PeeringGate, draw_priority, own_identity
+from readiness.control.reconciler import Reconciler
+from readiness.control.statuswriter import StatusWriter
+from readiness.control.workqueue import Workers, WorkQueue
+from readiness.k8s import ApiError, KubernetesCluster, NoCredentials, load_api_client
+from readiness.observe.logconfig import configure
+from readiness.observe.metrics import Metrics
+from readiness.observe.tracing import configure_tracing, shutdown_tracing
+from readiness.runtime.admission import AdmissionServer
+from readiness.runtime.crdwatch import CrdWatch
+from readiness.runtime.errors import StartupFailure
+from readiness.runtime.handlers import register
+from readiness.runtime.kopfconfig import kopf_settings
+from readiness.runtime.memory import Trimmer
+from readiness.runtime.peerings import Peerings
+from readiness.runtime.periodic import Every
+from readiness.runtime.serve import PortUnavailable, Servers
+from readiness.runtime.settings import Settings, load_settings
+from readiness.webhook.admitter import LIST_TIMEOUT, Admitter, ProfileSource
+
+log = structlog.get_logger("readiness.app")
+# API calls beside the workers' applies: status patches, Events, peering and CRD reads.
+SPARE_CONNECTIONS = 6
+
+
+async def operate(settings: Settings) -> None:
+    metrics = Metrics(version=__version__)
+    metrics.workers.set(settings.workers)
+    try:
+        api = load_api_client(settings.workers + SPARE_CONNECTIONS)
+    except NoCredentials as error:
+        raise StartupFailure(str(error)) from None
+    cluster = KubernetesCluster(api, workers=settings.workers + SPARE_CONNECTIONS)
+    world, board = World(), Board()
+    events = EventSink(cluster, metrics)
+    guard = FightGuard(limit=settings.max_corrections, window=settings.correction_window_seconds)
+    queue: WorkQueue[WorkKey] = WorkQueue(metrics)
+    priority = draw_priority(settings.peering_priority)
+    identity = own_identity()
+    gate = PeeringGate(
+        (lambda scope: cluster.read_peering(settings.peering, scope)) if settings.peering else None,
+        me=identity,
+        priority=priority,
+        clusterwide=not settings.namespaces,
+    )
+    controller = Controller(
+        world,
+        board,
+        Reconciler(cluster, world, board, metrics, events, guard),
+        StatusWriter(cluster, world, board, metrics, events),
+        queue,
+        gate,
+        metrics=metrics,
+        snapshot=cluster,
+    )
+    workers: Workers[WorkKey] = Workers(queue, controller.work, settings.workers)
+    peerings = Peerings(cluster, settings)
+    # Every background task, started together once kopf is up and stopped together when it stops.
+    background = [
+        Every(5.0, lambda: controller.stand(peerings.watched), "standing"),
+        Every(settings.resync_seconds, controller.resync, "resync"),
+        Every(
+            15.0,
+            Trimmer(busy=lambda: bool(queue.busy or queue.depth), worked=lambda: queue.taken).tick,
+            "malloc-trim",
+        ),
+    ]
+    if settings.peering and settings.namespaces:  # namespaces come and go: each new one needs its own
+        background.append(Every(60.0, peerings.ensure, "peering-objects"))
+    registry = kopf.OperatorRegistry()
+    ready = asyncio.Event()
+    admission = AdmissionServer(settings, cluster) if settings.webhook != "off" else None
+    admitter = None
+    if admission is not None:
+
+        async def trusted(namespace: str) -> bool:
+            return controller.delivered and await gate.active(namespace)
+
+        profiles = ProfileSource(world, trusted, lambda ns: cluster.list_profiles(ns, LIST_TIMEOUT))
+        admitter = Admitter(profiles, metrics, settings.watches)
+        background.append(Every(30.0, admission.ensure, "webhook-registration"))
+    register(registry, controller, admitter)
+
+    @kopf.on.startup(registry=registry)
+    async def startup(**_: Any) -> None:
+        workers.start()
+        for task in background:
+            task.start()
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(**_: Any) -> None:
+        log.info(
+            "shutting_down",
+            grace_seconds=settings.shutdown_seconds,
+            in_flight=queue.busy,
+            working_on=sorted("/".join(key) for key in queue.in_flight),  # kind/namespace/name
+        )
+        for task in background:
+            task.stop()
+        if admission is not None:
+            await admission.unregister()  # kopf stopped serving: the apiserver must stop asking
+        controller.close()
+        await workers.stop(settings.shutdown_seconds)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(5):
+                await events.drain()
+        events.close()
+
+    crd = CrdWatch()
+
+    async def readiness() -> str | None:
+        if not ready.is_set():
+            return "starting: watches not established yet"
+        try:
+            established = await cluster.crd_established()
+        except ApiError as error:
+            metrics.apiserver_up.set(0)
+            metrics.api_errors.labels(str(error.status)).inc()
+            return f"the apiserver cannot be reached or refused: {error}"
+        metrics.apiserver_up.set(1)
+        return (
+            crd.observe(established)
+            or peerings.missing()
+            or (admission.missing() if admission is not None else None)
+        )
+
+    servers = Servers(
+        metrics,
+        readiness,
+        health_port=settings.health_port,
+        metrics_port=settings.metrics_port,
+        liveness=crd.liveness,
+    )
+    try:
+        await servers.start()
+    except PortUnavailable as error:
+        cluster.close()
+        named = [
+            f"READINESS_{n.upper()}"
+            for n in ("health_port", "metrics_port")
+            if getattr(settings, n) == error.port
+        ]
+        raise StartupFailure(
+            f"cannot listen on port {error.port} ({', '.join(named)}): {error.reason}"
+        ) from None
+    await peerings.ensure()
+    await controller.stand(peerings.watched)
+    log.info(
+        "operator_starting",
+        version=__version__,
+        namespaces=settings.namespaces or "all",
+        workers=settings.workers,
+        peering=settings.peering or "standalone",
+        priority=priority,
+        identity=identity,
+    )
+    ks = kopf_settings(settings, priority)
+    if admission is not None:
+        ks.admission.server = admission.serve
+        ks.admission.managed = None  # kopf's own would set a 30 s timeout and no selectors
+    try:
+        await kopf.operator(
+            registry=registry,
+            settings=ks,
+            clusterwide=not settings.namespaces,
+            namespaces=settings.kopf_namespaces(),
+            standalone=not settings.peering,
+            peering_name=settings.peering or None,
+            identity=cast(Any, identity),  # kopf.Identity: a NewType of str that kopf does not export
+            ready_flag=ready,
+        )
+    finally:
+        await servers.stop()
+        if admission is not None:
+            await admission.unregister()  # also when kopf ended without its cleanup (a crash)
+            admission.close()
+        cluster.close()
+        log.info("operator_stopped")
+
+
+def run_operator() -> None:
+    settings = load_settings()
+    configure(settings.log_level, settings.log_format)
+    configure_tracing(settings.tracing_endpoint)
+    try:
+        asyncio.run(operate(settings))
+    except StartupFailure as failure:
+        print(f"readiness: {failure}", file=sys.stderr)
+        raise SystemExit(1) from None
+    finally:
+        shutdown_tracing()

@@ -1,0 +1,440 @@
+"""The docs stay true: links resolve, every page is reachable from the README, the README stays a
+front door, and the commands it tells a newcomer to run still exist.
+
+No cluster and no network: links are checked against the work tree, `make` targets against the
+Makefile, paths against the repository, and `readiness` commands against the click app itself.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+from tests.conftest import ROOT
+
+from readiness.cli import main as readiness_cli
+
+README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+README_LIMIT = 12 * 1024  # bytes: past this the README is no longer a front door
+
+FENCE = re.compile(r"^ {0,3}(```+|~~~+)\s*([\w+-]*)")
+HEADING = re.compile(r"^ {0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
+# [text](target "title") and ![alt](target); the text may hold one level of brackets.
+INLINE_LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\[\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+[\"'(].*?[\"')])?\s*\)")
+REFERENCE_LINK = re.compile(r"^ {0,3}\[[^\]]+\]:\s*<?(\S+?)>?(?:\s+.*)?$")
+HTML_ANCHOR = re.compile(r"<a\s+(?:name|id)=\"([^\"]+)\"", re.IGNORECASE)
+CODE_SPAN = re.compile(r"(`+).+?\1")
+SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
+SHELL_LANGUAGES = {"sh", "shell", "bash", "zsh", "console"}
+
+
+def pages() -> list[Path]:
+    """Every page whose links are checked."""
+    return [README, ROOT / "CONTRIBUTING.md", *sorted(DOCS.glob("*.md"))]
+
+
+def prose_lines(text: str) -> Iterator[tuple[int, str]]:
+    """Lines outside fenced code blocks, numbered from 1."""
+    fence: str | None = None
+    for number, line in enumerate(text.splitlines(), 1):
+        match = FENCE.match(line)
+        if fence is None and match:
+            fence = match.group(1)[0] * len(match.group(1))
+        elif fence is not None and line.strip().startswith(fence) and not line.strip().strip(fence[0]):
+            fence = None
+        elif fence is None:
+            yield number, line
+
+
+def fenced_blocks(text: str) -> Iterator[tuple[str, int, list[str]]]:
+    """(language, line of the opening fence, lines) of each fenced code block."""
+    lines = text.splitlines()
+    index = 0
+    while index < len(lines):
+        match = FENCE.match(lines[index])
+        if not match:
+            index += 1
+            continue
+        marker, language, start = match.group(1), match.group(2).lower(), index + 1
+        body: list[str] = []
+        index += 1
+        while index < len(lines) and not (
+            lines[index].strip().startswith(marker) and not lines[index].strip().strip(marker[0])
+        ):
+            body.append(lines[index])
+            index += 1
+        index += 1
+        yield language, start, body
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: its text, lowercased, punctuation dropped but for hyphens
+    and spaces, spaces made hyphens."""
+    text = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", heading)  # a link's text stays
+    text = re.sub(r"<[^>]+>", "", text)  # inline HTML goes
+    text = text.strip().lower()
+    text = re.sub(r"[^\w\- ]", "", text)
+    return text.replace(" ", "-")
+
+
+def anchors(page: Path) -> set[str]:
+    """The anchors a page offers: one per heading (a repeated one gets -1, -2, ...) and any
+    explicit <a name>/<a id>."""
+    found: set[str] = set()
+    seen: dict[str, int] = {}
+    for _, line in prose_lines(page.read_text(encoding="utf-8")):
+        found.update(HTML_ANCHOR.findall(line))
+        match = HEADING.match(line)
+        if not match:
+            continue
+        base = slug(match.group(2))
+        count = seen.get(base, 0)
+        seen[base] = count + 1
+        found.add(base if count == 0 else f"{base}-{count}")
+    return found
+
+
+@dataclass(frozen=True)
+class Link:
+    page: Path
+    line: int
+    target: str
+
+    def __str__(self) -> str:
+        return f"{self.page.relative_to(ROOT)}:{self.line}: ({self.target})"
+
+
+def links(page: Path) -> Iterator[Link]:
+    """Relative links and images of a page, outside code; absolute URLs are left out."""
+    for number, line in prose_lines(page.read_text(encoding="utf-8")):
+        text = CODE_SPAN.sub("", line)
+        targets = INLINE_LINK.findall(text)
+        reference = REFERENCE_LINK.match(text)
+        if reference:
+            targets.append(reference.group(1))
+        for target in targets:
+            if SCHEME.match(target) or target.startswith("//"):
+                continue
+            yield Link(page, number, target)
+
+
+def broken(link: Link) -> str | None:
+    """Why a link leads nowhere, or None."""
+    path_part, _, fragment = link.target.partition("#")
+    path_part = path_part.split("?", 1)[0]
+    target = (link.page.parent / path_part).resolve() if path_part else link.page
+    if path_part.startswith("/"):
+        return "an absolute path: write it relative to the page"
+    if not target.is_relative_to(ROOT):
+        return "leads outside the repository"
+    if not target.exists():
+        return f"{target.relative_to(ROOT)} does not exist"
+    if fragment:
+        if target.is_dir() or target.suffix.lower() != ".md":
+            return f"an anchor on {target.relative_to(ROOT)}, which is not a Markdown page"
+        if fragment not in anchors(target):
+            return f"no heading of {target.relative_to(ROOT)} makes #{fragment}"
+    return None
+
+
+def broken_links(checked: list[Path]) -> list[str]:
+    return [f"{link}: {why}" for page in checked for link in links(page) if (why := broken(link))]
+
+
+# ---- 1. links ----
+
+
+def test_every_relative_link_and_anchor_resolves() -> None:
+    assert DOCS.is_dir() and list(DOCS.glob("*.md")), "docs/ holds the pages the README links to"
+    assert broken_links(pages()) == []
+
+
+# ---- 2. the README reaches every page ----
+
+
+def test_every_docs_page_is_linked_from_the_readme() -> None:
+    linked = {
+        (README.parent / link.target.partition("#")[0]).resolve()
+        for link in links(README)
+        if link.target.partition("#")[0]
+    }
+    assert [p.relative_to(ROOT).as_posix() for p in sorted(DOCS.glob("*.md")) if p.resolve() not in linked] == []
+
+
+def test_every_docs_page_says_what_it_covers_and_links_back() -> None:
+    for page in sorted(DOCS.glob("*.md")):
+        text = page.read_text(encoding="utf-8")
+        first = text.splitlines()[0] if text else ""
+        assert first.startswith("# "), f"{page.name}: starts with its title"
+        assert any(link.target == "../README.md" for link in links(page)), f"{page.name}: links back"
+
+
+# ---- 3. the README stays small ----
+
+
+def test_the_readme_is_a_front_door() -> None:
+    size = len(README.read_bytes())
+    assert size <= README_LIMIT, f"README.md is {size} bytes (limit {README_LIMIT}): move detail to docs/"
+
+
+# ---- 4. the README's commands still work ----
+
+
+def make_targets() -> set[str]:
+    targets: set[str] = set()
+    for line in (ROOT / "Makefile").read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9_./%-]+(?:\s+[A-Za-z0-9_./%-]+)*)\s*:(?!=)", line)
+        if match and not line.startswith(("\t", " ", "#")):
+            targets.update(match.group(1).split())
+    return targets
+
+
+def shell_commands(text: str) -> Iterator[tuple[int, list[str]]]:
+    """Each simple command of the page's shell blocks, as words: continuation lines joined,
+    comments, redirections and their targets dropped, pipelines and lists split. In a console
+    block only the `$ ` lines are commands."""
+    for language, start, body in fenced_blocks(text):
+        if language not in SHELL_LANGUAGES:
+            continue
+        joined: list[tuple[int, str]] = []
+        pending = ""
+        for offset, raw in enumerate(body, 1):
+            line = raw
+            if language == "console":
+                if pending == "" and not line.startswith("$ "):
+                    continue
+                line = line.removeprefix("$ ")
+            if line.rstrip().endswith("\\"):
+                pending += line.rstrip()[:-1] + " "
+                continue
+            joined.append((start + offset, pending + line))
+            pending = ""
+        for number, line in joined:
+            lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+            lexer.whitespace_split = True
+            lexer.commenters = "#"
+            words: list[str] = []
+            tokens = list(lexer)
+            skip = False
+            for token in tokens:
+                if skip:
+                    skip = False
+                    continue
+                if token in ("|", "||", "&&", ";", "&"):
+                    if words:
+                        yield number, words
+                    words = []
+                elif token in (">", ">>", "<", "2>", ">&", "&>"):
+                    skip = True
+                elif token in ("(", ")"):
+                    raise AssertionError(f"line {number}: subshells are not checked: {line!r}")
+                else:
+                    words.append(token)
+            if words:
+                yield number, words
+
+
+ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+
+
+def check_make(words: list[str]) -> list[str]:
+    known = make_targets()
+    targets = [w for w in words[1:] if not w.startswith("-") and not ASSIGNMENT.match(w)]
+    return [f"make {t}: no such target in the Makefile" for t in targets if t not in known] or (
+        [] if targets else ["make with no target: name the one meant"]
+    )
+
+
+def option_values(words: list[str], *names: str) -> list[str]:
+    """The values of `-x v`, `--xx v` and `--xx=v` among ``words``."""
+    values: list[str] = []
+    for index, word in enumerate(words):
+        for name in names:
+            if word == name and index + 1 < len(words):
+                values.append(words[index + 1])
+            elif name.startswith("--") and word.startswith(name + "="):
+                values.append(word.split("=", 1)[1])
+    return values
+
+
+def exists(path: str) -> bool:
+    return path == "-" or bool(SCHEME.match(path)) or (ROOT / path).exists()
+
+
+def check_kubectl(words: list[str]) -> list[str]:
+    paths = option_values(words, "-f", "--filename", "-k", "--kustomize")
+    return [f"kubectl ... {p}: no such path in the repository" for p in paths if not exists(p)]
+
+
+HELM_FLAGS_WITH_VALUES = {
+    "-n", "--namespace", "--set", "--set-string", "--set-file", "--set-json", "-f", "--values",
+    "--version", "--timeout", "--repo", "--kube-context", "--kubeconfig", "-o", "--output",
+}  # fmt: skip
+
+
+def check_helm(words: list[str]) -> list[str]:
+    if len(words) < 2 or words[1] not in ("install", "upgrade", "template", "lint", "uninstall", "status"):
+        return [f"helm {' '.join(words[1:2])}: a helm command this test does not know; teach it"]
+    positional: list[str] = []
+    rest = iter(words[2:])
+    for word in rest:
+        if word in HELM_FLAGS_WITH_VALUES:
+            next(rest, None)
+        elif not word.startswith("-"):
+            positional.append(word)
+    problems = [f"helm -f {v}: no such file" for v in option_values(words, "-f", "--values") if not exists(v)]
+    if words[1] in ("install", "upgrade"):
+        if len(positional) != 2:
+            return [*problems, f"helm {words[1]} takes a release name and a chart: {positional}"]
+        chart = positional[1]
+        if "/" in chart and not chart.startswith((".", "charts/")):
+            return problems  # a repository's chart (repo/name): nothing of ours to check
+        if not (ROOT / chart / "Chart.yaml").is_file():
+            problems.append(f"helm {words[1]} ... {chart}: no chart there")
+    return problems
+
+
+def check_readiness(words: list[str]) -> list[str]:
+    args = words[1:]
+    if not args:
+        return ["readiness with no subcommand"]
+    name = args[0]
+    command = readiness_cli.commands.get(name) if isinstance(readiness_cli, click.Group) else None
+    if command is None:
+        return [f"readiness {name}: no such subcommand (have {sorted(readiness_cli.commands)})"]
+    result = CliRunner().invoke(readiness_cli, [name, "--help"])
+    if result.exit_code != 0:
+        return [f"readiness {name} --help exits {result.exit_code}: {result.output}"]
+    try:  # the words as the command would parse them, without running it
+        command.make_context(name, list(args[1:]))
+    except click.ClickException as error:
+        return [f"readiness {' '.join(args)}: {error.format_message()}"]
+    problems: list[str] = []
+    if name == "audit":
+        paths = [a for a in args[1:] if not a.startswith("-")]
+        values = set(option_values(args, "-o", "--output", "-n", "--namespace"))
+        problems += [f"readiness audit {p}: no such path" for p in paths if p not in values and not exists(p)]
+    return problems
+
+
+def check_export(words: list[str]) -> list[str]:
+    return [f"export {w}: not NAME=value" for w in words[1:] if not ASSIGNMENT.match(w)]
+
+
+CHECKS = {
+    "make": check_make,
+    "kubectl": check_kubectl,
+    "helm": check_helm,
+    "readiness": check_readiness,
+    ".venv/bin/readiness": check_readiness,
+    "export": check_export,
+}
+
+
+def command_problems(text: str) -> list[str]:
+    """What no longer works among the shell commands of ``text``; a command of a kind this test
+    does not know is a problem too, so a new kind gets a check before it can rot."""
+    problems: list[str] = []
+    for number, words in shell_commands(text):
+        while words and ASSIGNMENT.match(words[0]):  # VAR=value command ...
+            words = words[1:]
+        if not words:
+            continue
+        check = CHECKS.get(words[0])
+        if check is None:
+            problems.append(f"line {number}: {words[0]}: a command this test does not know; add a check")
+            continue
+        problems += [f"line {number}: {p}" for p in check(words)]
+    return problems
+
+
+def test_the_readmes_commands_still_work() -> None:
+    text = README.read_text(encoding="utf-8")
+    assert sum(1 for _ in shell_commands(text)) >= 4, "the README shows its commands in ```sh blocks"
+    assert command_problems(text) == []
+
+
+def test_the_readme_shows_the_two_commands() -> None:
+    heads = [words[:2] for _, words in shell_commands(README.read_text(encoding="utf-8"))]
+    assert ["make", "demo"] in heads
+    assert ["make", "test"] in heads
+
+
+# ---- the checks themselves catch what they are for ----
+
+
+def test_a_heading_anchor_is_githubs() -> None:
+    assert slug("Admission: compliant from the first pod") == "admission-compliant-from-the-first-pod"
+    assert slug("How the work is shaped (fleet scale)") == "how-the-work-is-shaped-fleet-scale"
+    assert slug("NextChange: ride the team's next rollout") == "nextchange-ride-the-teams-next-rollout"
+    assert slug("With `kubectl` and [Helm](x.md)") == "with-kubectl-and-helm"
+    assert slug("snake_case stays — dashes-too") == "snake_case-stays--dashes-too"
+
+
+def test_the_link_check_catches_a_missing_file_and_a_missing_anchor(tmp_path: Path) -> None:
+    page = DOCS / "profile-reference.md"
+    for target, why in [
+        ("nowhere.md", "does not exist"),
+        ("../README.md#no-such-heading", "no heading of README.md makes #no-such-heading"),
+        ("#not-on-this-page", "no heading of docs/profile-reference.md"),
+        ("../../outside.md", "outside the repository"),
+    ]:
+        reason = broken(Link(page, 1, target))
+        assert reason is not None and why in reason, (target, reason)
+    assert broken(Link(page, 1, "../README.md#two-commands")) is None
+    assert broken(Link(page, 1, "../bench/results/fleet.png")) is None
+
+
+def test_links_in_code_are_not_links() -> None:
+    text = "`[a](nowhere.md)`\n\n```md\n[b](nowhere.md)\n```\n[c](there.md) ![d](../x.png 'title')\n"
+    page = DOCS / "probe.md"
+    original = Path.read_text
+
+    def fake(self: Path, *args: object, **kwargs: object) -> str:
+        return text if self == page else original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Path, "read_text", fake)
+        assert [link.target for link in links(page)] == ["there.md", "../x.png"]
+
+
+@pytest.mark.parametrize(
+    ("block", "problem"),
+    [
+        ("make nosuchtarget", "no such target"),
+        ("kubectl apply --server-side -k deploy/nowhere/", "no such path"),
+        ("kubectl apply -f=x --filename=examples/missing.yaml", "no such path"),
+        ("helm install r charts/missing -n x", "no chart there"),
+        ("helm install r charts/readiness-operator -f charts/missing.yaml", "no such file"),
+        ("readiness nosuch", "no such subcommand"),
+        ("readiness audit --no-such-flag examples/", "No such option"),
+        ("readiness audit -o yaml examples/", "'yaml' is not one of"),
+        ("readiness audit examples/missing/", "no such path"),
+        ("curl -s https://example.com | sh", "a command this test does not know"),
+        ("KUBECONFIG=x docker build .", "a command this test does not know"),
+    ],
+)
+def test_the_command_check_catches_what_no_longer_works(block: str, problem: str) -> None:
+    problems = command_problems(f"```sh\n{block}\n```\n")
+    assert any(problem in p for p in problems), problems
+
+
+def test_the_command_check_passes_what_works() -> None:
+    text = (
+        "```sh\nmake demo   # a comment\nmake test\n"
+        "kubectl apply --server-side -k deploy/ && kubectl get sp -n shop\n"
+        "helm install readiness-operator charts/readiness-operator -n readiness-system \\\n"
+        "  --set image.tag=0.1.0\n"
+        "kubectl get deploy -o yaml | readiness audit --require-profile -\n"
+        "readiness audit -o sarif -n shop examples/ > readiness.sarif\n```\n"
+        "```console\n$ export KUBECONFIG=.testbed/kubeconfig\nNAME  READY\n```\n"
+    )
+    assert command_problems(text) == []
+    assert len(list(shell_commands(text))) == 8
