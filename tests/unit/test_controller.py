@@ -346,4 +346,3 @@ async def test_a_deleted_profile_is_forgotten_with_its_metrics_and_its_deploymen
     await workers.stop(1)
     assert metrics.registry.get_sample_value("readiness_profile_compliance_ratio", sample) is None
     assert len(twin.applies) == 1
-

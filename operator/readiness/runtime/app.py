@@ -41,159 +41,175 @@ log = structlog.get_logger("readiness.app")
 SPARE_CONNECTIONS = 6
 
 
-async def operate(settings: Settings) -> None:
-    metrics = Metrics(version=__version__)
-    metrics.workers.set(settings.workers)
-    try:
-        api = load_api_client(settings.workers + SPARE_CONNECTIONS)
-    except NoCredentials as error:
-        raise StartupFailure(str(error)) from None
-    cluster = KubernetesCluster(api, workers=settings.workers + SPARE_CONNECTIONS)
-    world, board = World(), Board()
-    events = EventSink(cluster, metrics)
-    guard = FightGuard(limit=settings.max_corrections, window=settings.correction_window_seconds)
-    queue: WorkQueue[WorkKey] = WorkQueue(metrics)
-    priority = draw_priority(settings.peering_priority)
-    identity = own_identity()
-    gate = PeeringGate(
-        (lambda scope: cluster.read_peering(settings.peering, scope)) if settings.peering else None,
-        me=identity,
-        priority=priority,
-        clusterwide=not settings.namespaces,
-    )
-    controller = Controller(
-        world,
-        board,
-        Reconciler(cluster, world, board, metrics, events, guard),
-        StatusWriter(cluster, world, board, metrics, events),
-        queue,
-        gate,
-        metrics=metrics,
-        snapshot=cluster,
-    )
-    workers: Workers[WorkKey] = Workers(queue, controller.work, settings.workers)
-    peerings = Peerings(cluster, settings)
-    # Every background task, started together once kopf is up and stopped together when it stops.
-    background = [
-        Every(5.0, lambda: controller.stand(peerings.watched), "standing"),
-        Every(settings.resync_seconds, controller.resync, "resync"),
-        Every(
-            15.0,
-            Trimmer(busy=lambda: bool(queue.busy or queue.depth), worked=lambda: queue.taken).tick,
-            "malloc-trim",
-        ),
-    ]
-    if settings.peering and settings.namespaces:  # namespaces come and go: each new one needs its own
-        background.append(Every(60.0, peerings.ensure, "peering-objects"))
-    registry = kopf.OperatorRegistry()
-    ready = asyncio.Event()
-    admission = AdmissionServer(settings, cluster) if settings.webhook != "off" else None
-    admitter = None
-    if admission is not None:
+class Operator:
+    """The operator process, assembled: one controller, the webhook when it is on, their
+    background tasks, endpoints and kopf. Built at once from the settings; ``run`` serves until
+    kopf stops."""
 
-        async def trusted(namespace: str) -> bool:
-            return controller.delivered and await gate.active(namespace)
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = metrics = Metrics(version=__version__)
+        metrics.workers.set(settings.workers)
+        try:
+            api = load_api_client(settings.workers + SPARE_CONNECTIONS)
+        except NoCredentials as error:
+            raise StartupFailure(str(error)) from None
+        self.cluster = cluster = KubernetesCluster(api, workers=settings.workers + SPARE_CONNECTIONS)
+        world, board = World(), Board()
+        self.events = events = EventSink(cluster, metrics)
+        guard = FightGuard(limit=settings.max_corrections, window=settings.correction_window_seconds)
+        self.queue = queue = WorkQueue[WorkKey](metrics)
+        self.priority = draw_priority(settings.peering_priority)
+        self.identity = own_identity()
+        gate = PeeringGate(
+            (lambda scope: cluster.read_peering(settings.peering, scope)) if settings.peering else None,
+            me=self.identity,
+            priority=self.priority,
+            clusterwide=not settings.namespaces,
+        )
+        self.controller = controller = Controller(
+            world,
+            board,
+            Reconciler(cluster, world, board, metrics, events, guard),
+            StatusWriter(cluster, world, board, metrics, events),
+            queue,
+            gate,
+            metrics=metrics,
+            snapshot=cluster,
+        )
+        self.workers = Workers(queue, controller.work, settings.workers)
+        self.peerings = peerings = Peerings(cluster, settings)
+        # Every background task, started together once kopf is up and stopped together when it stops.
+        trimmer = Trimmer(busy=lambda: bool(queue.busy or queue.depth), worked=lambda: queue.taken)
+        self.background = [
+            Every(5.0, lambda: controller.stand(peerings.watched), "standing"),
+            Every(settings.resync_seconds, controller.resync, "resync"),
+            Every(15.0, trimmer.tick, "malloc-trim"),
+        ]
+        if settings.peering and settings.namespaces:  # namespaces come and go: each new one needs its own
+            self.background.append(Every(60.0, peerings.ensure, "peering-objects"))
+        self.admission = AdmissionServer(settings, cluster) if settings.webhook != "off" else None
+        admitter = None
+        if self.admission is not None:
 
-        profiles = ProfileSource(world, trusted, lambda ns: cluster.list_profiles(ns, LIST_TIMEOUT))
-        admitter = Admitter(profiles, metrics, settings.watches)
-        background.append(Every(30.0, admission.ensure, "webhook-registration"))
-    register(registry, controller, admitter)
+            async def trusted(namespace: str) -> bool:
+                return controller.delivered and await gate.active(namespace)
 
-    @kopf.on.startup(registry=registry)
-    async def startup(**_: Any) -> None:
-        workers.start()
-        for task in background:
+            profiles = ProfileSource(world, trusted, lambda ns: cluster.list_profiles(ns, LIST_TIMEOUT))
+            admitter = Admitter(profiles, metrics, settings.watches)
+            self.background.append(Every(30.0, self.admission.ensure, "webhook-registration"))
+        self.registry = kopf.OperatorRegistry()
+        register(self.registry, controller, admitter)
+        kopf.on.startup(registry=self.registry)(self._started)
+        kopf.on.cleanup(registry=self.registry)(self._stopping)
+        self.ready = asyncio.Event()
+        self.crd = CrdWatch()
+
+    async def _started(self, **_: Any) -> None:
+        self.workers.start()
+        for task in self.background:
             task.start()
 
-    @kopf.on.cleanup(registry=registry)
-    async def cleanup(**_: Any) -> None:
+    async def _stopping(self, **_: Any) -> None:
         log.info(
             "shutting_down",
-            grace_seconds=settings.shutdown_seconds,
-            in_flight=queue.busy,
-            working_on=sorted("/".join(key) for key in queue.in_flight),  # kind/namespace/name
+            grace_seconds=self.settings.shutdown_seconds,
+            in_flight=self.queue.busy,
+            working_on=sorted("/".join(key) for key in self.queue.in_flight),  # kind/namespace/name
         )
-        for task in background:
+        for task in self.background:
             task.stop()
-        if admission is not None:
-            await admission.unregister()  # kopf stopped serving: the apiserver must stop asking
-        controller.close()
-        await workers.stop(settings.shutdown_seconds)
+        if self.admission is not None:
+            await self.admission.unregister()  # kopf stopped serving: the apiserver must stop asking
+        self.controller.close()
+        await self.workers.stop(self.settings.shutdown_seconds)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(5):
-                await events.drain()
-        events.close()
+                await self.events.drain()
+        self.events.close()
 
-    crd = CrdWatch()
-
-    async def readiness() -> str | None:
-        if not ready.is_set():
+    async def readiness(self) -> str | None:
+        """None when ready, else why not (/readyz)."""
+        if not self.ready.is_set():
             return "starting: watches not established yet"
         try:
-            established = await cluster.crd_established()
+            established = await self.cluster.crd_established()
         except ApiError as error:
-            metrics.apiserver_up.set(0)
-            metrics.api_errors.labels(str(error.status)).inc()
+            self.metrics.apiserver_up.set(0)
+            self.metrics.api_errors.labels(str(error.status)).inc()
             return f"the apiserver cannot be reached or refused: {error}"
-        metrics.apiserver_up.set(1)
+        self.metrics.apiserver_up.set(1)
         return (
-            crd.observe(established)
-            or peerings.missing()
-            or (admission.missing() if admission is not None else None)
+            self.crd.observe(established)
+            or self.peerings.missing()
+            or (self.admission.missing() if self.admission is not None else None)
         )
 
-    servers = Servers(
-        metrics,
-        readiness,
-        health_port=settings.health_port,
-        metrics_port=settings.metrics_port,
-        liveness=crd.liveness,
-    )
-    try:
-        await servers.start()
-    except PortUnavailable as error:
-        cluster.close()
-        named = [
-            f"READINESS_{n.upper()}"
-            for n in ("health_port", "metrics_port")
-            if getattr(settings, n) == error.port
-        ]
-        raise StartupFailure(
-            f"cannot listen on port {error.port} ({', '.join(named)}): {error.reason}"
-        ) from None
-    await peerings.ensure()
-    await controller.stand(peerings.watched)
-    log.info(
-        "operator_starting",
-        version=__version__,
-        namespaces=settings.namespaces or "all",
-        workers=settings.workers,
-        peering=settings.peering or "standalone",
-        priority=priority,
-        identity=identity,
-    )
-    ks = kopf_settings(settings, priority)
-    if admission is not None:
-        ks.admission.server = admission.serve
-        ks.admission.managed = None  # kopf's own would set a 30 s timeout and no selectors
-    try:
-        await kopf.operator(
-            registry=registry,
-            settings=ks,
-            clusterwide=not settings.namespaces,
-            namespaces=settings.kopf_namespaces(),
-            standalone=not settings.peering,
-            peering_name=settings.peering or None,
-            identity=cast(Any, identity),  # kopf.Identity: a NewType of str that kopf does not export
-            ready_flag=ready,
+    async def _serve_endpoints(self) -> Servers:
+        settings = self.settings
+        servers = Servers(
+            self.metrics,
+            self.readiness,
+            health_port=settings.health_port,
+            metrics_port=settings.metrics_port,
+            liveness=self.crd.liveness,
         )
-    finally:
-        await servers.stop()
-        if admission is not None:
-            await admission.unregister()  # also when kopf ended without its cleanup (a crash)
-            admission.close()
-        cluster.close()
-        log.info("operator_stopped")
+        try:
+            await servers.start()
+        except PortUnavailable as error:
+            self.cluster.close()
+            named = [
+                f"READINESS_{n.upper()}"
+                for n in ("health_port", "metrics_port")
+                if getattr(settings, n) == error.port
+            ]
+            raise StartupFailure(
+                f"cannot listen on port {error.port} ({', '.join(named)}): {error.reason}"
+            ) from None
+        return servers
+
+    async def run(self) -> None:
+        settings = self.settings
+        servers = await self._serve_endpoints()
+        await self.peerings.ensure()
+        await self.controller.stand(self.peerings.watched)
+        log.info(
+            "operator_starting",
+            version=__version__,
+            namespaces=settings.namespaces or "all",
+            workers=settings.workers,
+            peering=settings.peering or "standalone",
+            priority=self.priority,
+            identity=self.identity,
+        )
+        ks = kopf_settings(settings, self.priority)
+        if self.admission is not None:
+            ks.admission.server = self.admission.serve
+            ks.admission.managed = None  # kopf's own would set a 30 s timeout and no selectors
+        try:
+            await kopf.operator(
+                registry=self.registry,
+                settings=ks,
+                clusterwide=not settings.namespaces,
+                namespaces=settings.kopf_namespaces(),
+                standalone=not settings.peering,
+                peering_name=settings.peering or None,
+                identity=cast(
+                    Any, self.identity
+                ),  # kopf.Identity: a NewType of str that kopf does not export
+                ready_flag=self.ready,
+            )
+        finally:
+            await servers.stop()
+            if self.admission is not None:
+                await self.admission.unregister()  # also when kopf ended without its cleanup (a crash)
+                self.admission.close()
+            self.cluster.close()
+            log.info("operator_stopped")
+
+
+async def operate(settings: Settings) -> None:
+    await Operator(settings).run()
 
 
 def run_operator() -> None:
