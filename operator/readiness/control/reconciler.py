@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
@@ -229,17 +230,7 @@ class Reconciler:
             body = await self._cluster.apply_deployment(apply, force=ev.force)
         except ApiError as error:
             self.rollouts.started(record, view.name, None)
-            self._metrics.api_errors.labels(str(error.status)).inc()
-            if error.conflict:
-                self._metrics.applies.labels("conflict").inc()
-                conflicts = [Conflict(manager=c.manager or "unknown", field=c.field) for c in error.causes]
-                return target(view, ev, state="Conflicted", message=error.message, extra=conflicts), view
-            self._metrics.applies.labels("error").inc()
-            bound.warning("apply_failed", code=error.status, error=error.message)
-            outcome.retry = error.retryable
-            outcome.retry_after = error.retry_after
-            state: TargetState = "Error" if error.retryable else "Invalid"
-            return target(view, ev, state=state, message=f"apply failed: {error}"), view
+            return self._apply_failed(view, ev, outcome, error, bound), view
         self._metrics.applies.labels("applied").inc()
         # A correction: a second apply under this generation, or the first one after a restart
         # to a Deployment this generation had already reported compliant (or left alone).
@@ -254,6 +245,30 @@ class Reconciler:
         outcome.applied = True
         self._board.note_applied(view.namespace, record.name, view.name)
         changed = after.generation != view.generation
+        self._tell_applied(record, view, ev, changed, bound)
+        return judge(after, {record.name: spec}).targets[record.name], after
+
+    def _apply_failed(
+        self, view: DeploymentView, ev: Evaluation, outcome: Outcome, error: ApiError, bound: Any
+    ) -> Target:
+        """The apply was refused: a conflict is reported (never retried: the next change
+        decides again), an error is retried when the API says it may pass."""
+        self._metrics.api_errors.labels(str(error.status)).inc()
+        if error.conflict:
+            self._metrics.applies.labels("conflict").inc()
+            conflicts = [Conflict(manager=c.manager or "unknown", field=c.field) for c in error.causes]
+            return target(view, ev, state="Conflicted", message=error.message, extra=conflicts)
+        self._metrics.applies.labels("error").inc()
+        bound.warning("apply_failed", code=error.status, error=error.message)
+        outcome.retry = error.retryable
+        outcome.retry_after = error.retry_after
+        state: TargetState = "Error" if error.retryable else "Invalid"
+        return target(view, ev, state=state, message=f"apply failed: {error}")
+
+    def _tell_applied(
+        self, record: ProfileRecord, view: DeploymentView, ev: Evaluation, changed: bool, bound: Any
+    ) -> None:
+        """The log line for every apply, and the Deployment's Event when its template changed."""
         took = taken_text(ev.taken, "took")
         bound.info(
             "deployment_applied", checks=list(ev.changes), rollout=changed, force=ev.force, took=took or None
@@ -269,7 +284,6 @@ class Reconciler:
                     if part
                 ),
             )
-        return judge(after, {record.name: spec}).targets[record.name], after
 
     async def _failed(
         self,
