@@ -233,8 +233,8 @@ def test_metrics_service_selects_the_pods_and_their_metrics_port(helm: Path) -> 
 
 
 def test_every_operator_setting_has_a_chart_value_with_the_operators_default() -> None:
-    """A new field in Settings fails here until values.yaml, the schema and the README's
-    install section say how to set it from the chart."""
+    """A new field in Settings fails here until values.yaml and its schema say how to set it
+    from the chart."""
     chart_settings = values()["settings"]
     fields = set(Settings.model_fields) - {"namespaces"}  # the chart's watchNamespaces list
     assert set(chart_settings) == {camel(f) for f in fields}

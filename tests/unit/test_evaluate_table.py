@@ -1245,7 +1245,7 @@ def ssa_created(live: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-# Who holds the defaulted value, and what Report does with it (README, "Field ownership").
+# Who holds the defaulted value, and what Report does with it (docs/ownership-and-gitops.md, "Field ownership").
 OWNERSHIP = [
     pytest.param(
         lambda: make({"grace": 30, "creator": "kubectl-create"}),

@@ -87,4 +87,4 @@ def test_shell_completion_as_the_readme_shows_it(shell: str) -> None:
     result = run({"_READINESS_COMPLETE": f"{shell}_source"}, "--help")
     assert result.returncode == 0, result.stderr
     assert "_READINESS_COMPLETE" in result.stdout
-    assert f"{shell}_source" in (ROOT / "README.md").read_text(), "documented"
+    assert f"{shell}_source" in (ROOT / "docs" / "operations.md").read_text(), "documented"
