@@ -26,6 +26,8 @@ FULL: dict[str, Any] = merged(
         "resources": {"limits": {"cpu": "2", "memory": "256Mi"}},
         "tracing": {"propagators": ["tracecontext", "baggage"], "serviceName": "api"},
         "rollout": {"maxConcurrent": 3, "onFailure": "Pause"},
+        "security": {"mode": "Audit", "runAsNonRoot": True, "dropAllCapabilities": True},
+        "profiling": {"port": "pprof", "profiles": ["cpu", "mutex"]},
     },
 )
 

@@ -90,6 +90,11 @@ when READINESS_NAMESPACES holds globs or several names).
 - apiGroups: [apps]
   resources: [replicasets]
   verbs: [get, list]
+# List only, by the Deployment's labels, while a rollout it started is under way: a new pod
+# that cannot start (CreateContainerConfigError, ...) fails the rollout at once.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list]
 - apiGroups: [readiness.dev]
   resources: [serviceprofiles]
   verbs: [get, list, watch]

@@ -48,6 +48,13 @@ _FRAGMENTS = {
     "tracing.env": "the OpenTelemetry SDK environment",
     "runtime.go.env": "GOMEMLIMIT/GOMAXPROCS",
     "logging.env": "LOG_FORMAT/LOG_LEVEL",
+    "security.runAsNonRoot": "securityContext.runAsNonRoot",
+    "security.allowPrivilegeEscalation": "securityContext.allowPrivilegeEscalation",
+    "security.capabilities": "securityContext.capabilities.drop [ALL]",
+    "security.readOnlyRootFilesystem": "securityContext.readOnlyRootFilesystem",
+    "security.seccompProfile": "the RuntimeDefault seccomp profile",
+    "security.automountServiceAccountToken": "the pod's automountServiceAccountToken setting",
+    "profiling.annotations": "the profiles.grafana.com/* profiling annotations",
 }
 RULES: dict[str, str] = {
     **{
@@ -65,6 +72,10 @@ RULES: dict[str, str] = {
     "containers.unknown": "The profile names containers the Deployment does not have",
     "probes.port.unknown": "The probe port is not a port of the container",
     "metrics.port.unknown": "The metrics port is not a port of any managed container",
+    "profiling.port.unknown": "The profiling port is not a port of any managed container",
+    "images.latest": "A container runs an image tagged latest (or untagged): what runs can change unseen",
+    "images.digest": "A container runs an image without a digest, and the profile requires one",
+    "secrets.literal": "A literal env value looks like a secret; it belongs in a Secret",
     "runtime.go.memory-limit.missing": "GOMEMLIMIT needs a memory limit on the container",
     "deployment.conflict": "Another field manager owns a field the profile sets (conflictPolicy: Report)",
     "deployment.ambiguous": "More than one ServiceProfile selects the Deployment, so none applies",

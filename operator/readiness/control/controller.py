@@ -180,6 +180,11 @@ class Controller:
 
         self._settle_timers[namespace] = asyncio.get_running_loop().call_later(self._settle, release)
 
+    async def look_at_starts(self) -> None:
+        """Rollouts of ours whose new pods cannot start are decided again now (and fail)."""
+        for namespace, name in await self._reconciler.rollouts.look_at_starts():
+            self._queue.add((DEPLOYMENT, namespace, name))
+
     def resync(self) -> None:
         """Decide everything afresh: a backstop for whatever a watch or a timer missed."""
         self._reconciler.forget_decisions()

@@ -32,7 +32,7 @@ from readiness.engine import (
     taken_text,
     target,
 )
-from readiness.k8s import ApiError, Cluster, ObjectRef
+from readiness.k8s import ApiError, Cluster, ObjectRef, PodLister
 from readiness.models import Conflict, ServiceProfileSpec, Target
 from readiness.models.status import TargetState
 from readiness.observe.metrics import Metrics
@@ -71,6 +71,7 @@ class Reconciler:
         guard: FightGuard | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         clock: Callable[[], float] = time.time,
+        pods: PodLister | None = None,
     ) -> None:
         self._cluster = cluster
         self._world = world
@@ -79,7 +80,7 @@ class Reconciler:
         self._events = events
         self._guard = guard or FightGuard()
         self._recall = Recall(world, board)
-        self.rollouts = Rollouts(world, cluster, events, metrics, self._recall)
+        self.rollouts = Rollouts(world, cluster, events, metrics, self._recall, pods)
         self._monotonic = monotonic
         self._clock = clock
         # The generation our last apply produced, until the watch shows it.
@@ -103,6 +104,8 @@ class Reconciler:
     def settled(self, namespace: str, stored: StoredDeployment) -> bool:
         """True when nothing the decision reads has changed since the last one."""
         key = (namespace, stored.name)
+        if self.rollouts.start_failed(namespace, stored.name):
+            return False  # its new pods cannot start: only the pods said so
         if stored.rollout == "Failed" and self.rollouts.failed_ours(namespace, stored.name):
             return False  # a rollout we started failed: only the rollout column says so
         return self._decided.get(key) == (stored.fingerprint, self._world.context(namespace))
@@ -149,6 +152,8 @@ class Reconciler:
         if owner is not None and ev is not None:
             record, spec = specs[owner]
             rollout = rollout_state(view)
+            if self.rollouts.start_failed(view.namespace, view.name):
+                rollout = "Failed"
             self.rollouts.recover(record, view, rollout)
             halted = self.rollouts.halted(record)
             if halted is not None and view.name in halted:

@@ -16,20 +16,56 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from datetime import datetime
+from typing import Any, Literal
 
 import structlog
 
 from readiness.cache.world import Key, ProfileRecord, World
 from readiness.control.events import EventSink
 from readiness.control.recall import Recall
-from readiness.engine import DeploymentView, matches, written_last_by_us
-from readiness.k8s import Cluster, ObjectRef
+from readiness.engine import DeploymentView, applied_at, matches, written_last_by_us
+from readiness.k8s import ApiError, Cluster, ObjectRef, PodLister
 from readiness.models import ServiceProfileSpec
 from readiness.models.status import Rollout
 from readiness.observe.metrics import Metrics
 
 log = structlog.get_logger("readiness.reconcile")
+
+# A new pod's container waiting for one of these does not start until the pod template changes
+# (runAsNonRoot over an image that runs as root, a missing ConfigMap key, a bad image name):
+# the rollout has failed, whatever progressDeadlineSeconds still allows.
+CANNOT_START = frozenset(
+    {"CreateContainerConfigError", "CreateContainerError", "RunContainerError", "InvalidImageName"}
+)
+PODS_SECONDS = 10.0
+DEADLINE = "its new pods did not become available within progressDeadlineSeconds (ProgressDeadlineExceeded)"
+
+
+def cannot_start(pods: list[dict[str, Any]], since: float) -> str | None:
+    """Why a pod created at or after ``since`` cannot start, or None."""
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        created = str(meta.get("creationTimestamp") or "")
+        try:
+            born = datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            continue
+        if born < since or meta.get("deletionTimestamp"):
+            continue
+        status = pod.get("status") or {}
+        for container in [
+            *(status.get("initContainerStatuses") or ()),
+            *(status.get("containerStatuses") or ()),
+        ]:
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in CANNOT_START:
+                detail = str(waiting.get("message") or "")[:200]
+                return (
+                    f"its new pod {meta.get('name')} cannot start: container {container.get('name')} "
+                    f"{waiting['reason']}" + (f" ({detail})" if detail else "")
+                )
+    return None
 
 
 # What a profile's rollout budget is spelled as: a number of Deployments or a percentage.
@@ -136,6 +172,10 @@ class Waves:
     def profiles_flying(self, deployment: str, namespace: str) -> list[Key]:
         return [p for p, flying in self._flying.items() if p[0] == namespace and deployment in flying]
 
+    def all_flying(self) -> list[Key]:
+        """Every Deployment some profile has in flight, once, as (namespace, name)."""
+        return sorted({(profile[0], name) for profile, flying in self._flying.items() for name in flying})
+
     def forget_profile(self, profile: Key) -> None:
         """The profile went (or was re-created under its name): its waves and halt go with it."""
         self._flying.pop(profile, None)
@@ -153,7 +193,13 @@ class Rollouts:
     """The waves of every profile, kept against the cluster as the watches show it."""
 
     def __init__(
-        self, world: World, cluster: Cluster, events: EventSink, metrics: Metrics, recall: Recall
+        self,
+        world: World,
+        cluster: Cluster,
+        events: EventSink,
+        metrics: Metrics,
+        recall: Recall,
+        pods: PodLister | None = None,
     ) -> None:
         self._world = world
         self._cluster = cluster
@@ -162,6 +208,8 @@ class Rollouts:
         self._recall = recall
         self.waves = Waves()
         self._recalled: set[tuple[Key, int]] = set()  # profile generations whose halt was looked up
+        self._pods = pods
+        self._cannot_start: dict[Key, str] = {}  # Deployment -> why its new pods cannot start
 
     def observer(self, namespace: str) -> Observe:
         def observe(name: str) -> tuple[int, Rollout] | None:
@@ -288,3 +336,34 @@ class Rollouts:
 
     def forget_deployment(self, namespace: str, name: str) -> None:
         self.waves.forget_deployment(namespace, name)
+        self._cannot_start.pop((namespace, name), None)
+
+    def start_failed(self, namespace: str, name: str) -> bool:
+        """A rollout of ours in flight whose new pods were found unable to start."""
+        return (namespace, name) in self._cannot_start
+
+    async def look_at_starts(self) -> list[Key]:
+        """The Deployments with a rollout of ours under way whose new pods cannot start, newly
+        found: their pods are listed by the template's labels (nothing is read when none is
+        in flight). The Deployment shows nothing of it until progressDeadlineSeconds passes."""
+        found: list[Key] = []
+        if self._pods is None:
+            return found
+        for namespace, name in self.waves.all_flying():
+            stored = self._world.stored(namespace, name)
+            if stored is None or stored.rollout == "Complete" or (namespace, name) in self._cannot_start:
+                continue
+            view = stored.view()
+            since = applied_at(view)
+            if since is None or not view.template_labels:
+                continue
+            try:
+                pods = await self._pods.list_pods(namespace, view.template_labels, PODS_SECONDS)
+            except ApiError as error:
+                log.warning("pods_unreadable", namespace=namespace, deployment=name, error=str(error))
+                continue
+            why = cannot_start(pods, since)
+            if why is not None:
+                self._cannot_start[(namespace, name)] = why
+                found.append((namespace, name))
+        return found

@@ -6,7 +6,7 @@ No framework, no API client, no clock: an import-linter contract keeps it so.
 from .evaluate import Evaluation, Taken, evaluate, taken_text
 from .selector import matches
 from .status import build_status, next_change, rollout_state, summarize
-from .verdict import judge, last_writers, last_written, target, written_last_by_us
+from .verdict import applied_at, judge, last_writers, last_written, target, written_last_by_us
 from .view import DeploymentView, ManagedEntry
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "Evaluation",
     "ManagedEntry",
     "Taken",
+    "applied_at",
     "build_status",
     "evaluate",
     "judge",

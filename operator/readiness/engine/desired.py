@@ -12,14 +12,26 @@ signature: a ``SectionInput`` in, a ``SectionResult`` out. ``SECTIONS`` holds th
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, TypeVar
 
 from .. import FIELD_MANAGER
-from ..models.profile import GoRuntime, Logging, Probes, ProbeSpec, Resources, ServiceProfileSpec, Tracing
+from ..models.profile import (
+    GoRuntime,
+    Images,
+    Logging,
+    Probes,
+    ProbeSpec,
+    Resources,
+    Secrets,
+    Security,
+    ServiceProfileSpec,
+    Tracing,
+)
 from .fields import POD_SPEC, TEMPLATE, FieldPath, container, key, ours, owners
 from .quantity import QuantityError, ceil_cores, parse_quantity, same_quantity
+from .secrets import secret_reason
 from .view import DeploymentView
 
 POD_NAME_ENV = "OTEL_K8S_POD_NAME"  # sorts before OTEL_RESOURCE_ATTRIBUTES, so $(...) expands
@@ -37,6 +49,8 @@ class Fragment:
     # For probes and preStop: the parent that admits a single handler, and ours.
     handler_parent: FieldPath | None = None
     handler: str | None = None
+    # Reported when it differs, never written (a section in mode Audit).
+    audit: bool = False
 
 
 @dataclass(frozen=True)
@@ -527,4 +541,182 @@ def _logging_of(ctx: SectionInput, c: Managed, declared: Logging) -> Plan:
 # visible output: ``plan`` lists, for each managed container, what each section asks of it in this
 # order, then what each asks of the pod (shutdown's grace period, then metrics), and violations
 # follow that order. It is the order the profile declares its sections in; keep it when adding one.
-SECTIONS: tuple[Section, ...] = (probes, resources, shutdown, metrics, tracing, runtime, logging)
+# ---- security ----
+
+
+def security(ctx: SectionInput) -> SectionResult:
+    """securityContext settings on each managed container, and the pod's service account token;
+    under mode Audit (the section's, else the profile's) reported and never written."""
+    declared = ctx.spec.security
+    result = _each(ctx, declared, _security_of)
+    if declared is None:
+        return result
+    token = declared.automount_service_account_token
+    if token is not None:
+        result.pod.fragments.append(
+            Fragment(
+                check="security.automountServiceAccountToken",
+                field="spec.template.spec.automountServiceAccountToken",
+                leaves=(((*POD_SPEC, "f:automountServiceAccountToken"), token),),
+                wants=f"automountServiceAccountToken={str(token).lower()}",
+            )
+        )
+    if (declared.mode or ctx.spec.mode) == "Audit":
+        for plan_ in (*result.containers, result.pod):
+            plan_.fragments = [replace(f, audit=True) for f in plan_.fragments]
+    return result
+
+
+def _security_of(ctx: SectionInput, c: Managed, declared: Security) -> Plan:
+    base = (*c.base, "f:securityContext")
+    wanted: list[tuple[str, str, FieldPath, Any, str]] = []
+    for name, value in (
+        ("runAsNonRoot", declared.run_as_non_root),
+        ("allowPrivilegeEscalation", declared.allow_privilege_escalation),
+        ("readOnlyRootFilesystem", declared.read_only_root_filesystem),
+    ):
+        if value is not None:
+            wanted.append((name, name, (*base, f"f:{name}"), value, f"{name}={str(value).lower()}"))
+    if declared.drop_all_capabilities:
+        path = (*base, "f:capabilities", "f:drop")
+        wanted.append(("capabilities", "capabilities.drop", path, ["ALL"], "capabilities.drop [ALL]"))
+    if declared.seccomp_profile is not None:
+        path = (*base, "f:seccompProfile", "f:type")
+        profile = declared.seccomp_profile
+        wanted.append(("seccompProfile", "seccompProfile.type", path, profile, f"seccompProfile {profile}"))
+    return Plan(
+        fragments=[
+            Fragment(
+                check=f"security.{check}",
+                field=f"{c.where}.securityContext.{where}",
+                leaves=((path, value),),
+                wants=wants,
+            )
+            for check, where, path, value, wants in wanted
+        ]
+    )
+
+
+# ---- images and secrets: findings only ----
+
+
+def images(ctx: SectionInput) -> SectionResult:
+    """Image references that do not say exactly what runs. Never written: a violation each."""
+    return _each(ctx, ctx.spec.images, _images_of)
+
+
+def _images_of(ctx: SectionInput, c: Managed, declared: Images) -> Plan:
+    image = str(c.live.get("image") or "")
+    name, _, digest = image.partition("@")
+    last = name.rsplit("/", 1)[-1]
+    tag = last.split(":", 1)[1] if ":" in last else None
+    out = Plan()
+    if declared.forbid_latest and not digest and tag in (None, "latest"):
+        out.notes.append(
+            Problem(
+                "images.latest",
+                f"{c.where}.image",
+                f"container {c.name} runs image {image!r}, "
+                + ("tagged latest" if tag else "with no tag (latest)")
+                + ": what runs changes without a change here; pin a version tag or a digest",
+            )
+        )
+    if declared.require_digest and not digest.startswith("sha256:"):
+        out.notes.append(
+            Problem(
+                "images.digest",
+                f"{c.where}.image",
+                f"container {c.name} runs image {image!r} without a digest; the profile requires @sha256:...",
+            )
+        )
+    return out
+
+
+def secrets(ctx: SectionInput) -> SectionResult:
+    """Literal env values that look like secrets. Never written, never quoted: a violation each,
+    naming the container and the variable."""
+    return _each(ctx, ctx.spec.secrets, _secrets_of)
+
+
+def _secrets_of(ctx: SectionInput, c: Managed, declared: Secrets) -> Plan:
+    out = Plan()
+    if not declared.forbid_literal_values:
+        return out
+    for name, entry in c.env.items():
+        value = entry.get("value")
+        reason = secret_reason(name, value) if isinstance(value, str) else None
+        if reason is not None:
+            out.notes.append(
+                Problem(
+                    "secrets.literal",
+                    f"{c.where}.env[{name}]",
+                    f"container {c.name}: {name} holds a literal value that looks like a secret ({reason}); "
+                    "take it from a Secret (valueFrom.secretKeyRef)",
+                )
+            )
+    return out
+
+
+# ---- profiling ----
+
+# Each profile's pprof endpoint below profiling.path, as Go's net/http/pprof (and fgprof) serve them.
+PROFILE_ENDPOINTS = {
+    "cpu": "profile",
+    "memory": "allocs",
+    "goroutine": "goroutine",
+    "block": "block",
+    "mutex": "mutex",
+    "fgprof": "fgprof",
+}
+
+
+def profiling(ctx: SectionInput) -> SectionResult:
+    """Grafana Alloy / Pyroscope annotations on the pod template (profiles.grafana.com/<profile>.*)
+    for a port of a managed container; no such port is a problem."""
+    result = SectionResult.empty(ctx)
+    declared = ctx.spec.profiling
+    if declared is None:
+        return result
+    numbers = (_resolve_port(c.live, declared.port) for c in ctx.containers)
+    number = next((n for n in numbers if n is not None), None)
+    if number is None:
+        result.pod.problems.append(
+            Problem(
+                "profiling.port.unknown",
+                "spec.template.spec.containers[*].ports",
+                f"profiling port {declared.port!r} is not a port of any managed container",
+            )
+        )
+        return result
+    annotations = (*TEMPLATE, "f:metadata", "f:annotations")
+    port = ("port_name", declared.port) if isinstance(declared.port, str) else ("port", str(number))
+    values: dict[str, str] = {}
+    for kind in declared.profiles:
+        prefix = f"profiles.grafana.com/{kind}"
+        values[f"{prefix}.scrape"] = "true"
+        values[f"{prefix}.{port[0]}"] = port[1]
+        values[f"{prefix}.path"] = f"{declared.path.rstrip('/')}/{PROFILE_ENDPOINTS[kind]}"
+    result.pod.fragments.append(
+        Fragment(
+            check="profiling.annotations",
+            field="spec.template.metadata.annotations",
+            leaves=tuple(((*annotations, f"f:{k}"), v) for k, v in values.items()),
+            wants=f"profiles.grafana.com/* annotations for {', '.join(declared.profiles)} on port {declared.port}",
+        )
+    )
+    return result
+
+
+SECTIONS: tuple[Section, ...] = (
+    probes,
+    resources,
+    shutdown,
+    metrics,
+    tracing,
+    runtime,
+    logging,
+    security,
+    images,
+    secrets,
+    profiling,
+)

@@ -166,6 +166,15 @@ def evaluate(spec: ServiceProfileSpec, view: DeploymentView) -> Evaluation:
             else:
                 soft.extend(Conflict(manager=m, field=human(p)) for m in holders)
         soft += _repeated_env(fragment, doc, view) if diffs else []
+        if fragment.audit:  # reported, never written; what we set before stays ours
+            if diffs:
+                violations.append(_violation(fragment, current, diffs))
+            kept.extend(
+                (p, current[p])
+                for p, _ in fragment.leaves
+                if not is_missing(current[p]) and ours(view, p) and not owners(view, p, exclude=FIELD_MANAGER)
+            )
+            continue
         if any(reverted(view, p) for p in diffs):
             force = True  # the apiserver counts our revert as another manager; it is us
         if diffs:

@@ -152,6 +152,11 @@ def live_document(view: DeploymentView) -> dict[str, Any]:
                 "metadata": {"annotations": dict(view.template_annotations)},
                 "spec": {
                     "terminationGracePeriodSeconds": view.termination_grace_period_seconds,
+                    **(
+                        {"automountServiceAccountToken": view.automount_service_account_token}
+                        if view.automount_service_account_token is not None
+                        else {}
+                    ),
                     "containers": [dict(c) for c in view.containers],
                 },
             }

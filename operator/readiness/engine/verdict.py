@@ -126,9 +126,14 @@ def last_written(view: DeploymentView) -> float | None:
     )
 
 
+def applied_at(view: DeploymentView) -> float | None:
+    """When our last apply wrote the Deployment (seconds since the epoch, whole seconds)."""
+    return _latest([e.time for e in view.managed if e.manager == FIELD_MANAGER and e.operation == "Apply"])
+
+
 def written_last_by_us(view: DeploymentView) -> bool:
     """True when our apply is the latest write of the Deployment's spec: a rollout under way
     then is ours (what a restarted operator finds of the waves it had started)."""
-    ours = _latest([e.time for e in view.managed if e.manager == FIELD_MANAGER and e.operation == "Apply"])
+    ours = applied_at(view)
     theirs = last_written(view)
     return ours is not None and (theirs is None or ours > theirs)

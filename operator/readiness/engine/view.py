@@ -60,6 +60,7 @@ class DeploymentView:
     template_labels: Mapping[str, str] = field(default_factory=dict)
     template_annotations: Mapping[str, str] = field(default_factory=dict)
     termination_grace_period_seconds: int | None = None
+    automount_service_account_token: bool | None = None
     containers: tuple[Mapping[str, Any], ...] = ()
     managed: tuple[ManagedEntry, ...] = ()
     replicas: int = 1
@@ -113,7 +114,13 @@ class DeploymentView:
                 "template": {
                     "metadata": {k: tmeta[k] for k in ("labels", "annotations") if k in tmeta},
                     "spec": {
-                        k: tspec[k] for k in ("terminationGracePeriodSeconds", "containers") if k in tspec
+                        k: tspec[k]
+                        for k in (
+                            "terminationGracePeriodSeconds",
+                            "automountServiceAccountToken",
+                            "containers",
+                        )
+                        if k in tspec
                     },
                 },
             },
@@ -148,6 +155,7 @@ class DeploymentView:
             template_labels=dict(tmeta.get("labels") or {}),
             template_annotations=dict(tmeta.get("annotations") or {}),
             termination_grace_period_seconds=tspec.get("terminationGracePeriodSeconds"),
+            automount_service_account_token=tspec.get("automountServiceAccountToken"),
             containers=tuple(dict(c) for c in tspec.get("containers") or ()),
             # Entries of the status subresource own only .status: no decision reads them.
             managed=tuple(

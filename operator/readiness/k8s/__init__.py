@@ -1,6 +1,6 @@
 """The API edge: the only package that talks to Kubernetes."""
 
-from .client import Cluster, KubernetesCluster, NoCredentials, ObjectRef, load_api_client
+from .client import Cluster, KubernetesCluster, NoCredentials, ObjectRef, PodLister, load_api_client
 from .errors import ApiError, FieldCause
 
 __all__ = [
@@ -10,5 +10,6 @@ __all__ = [
     "KubernetesCluster",
     "NoCredentials",
     "ObjectRef",
+    "PodLister",
     "load_api_client",
 ]

@@ -54,6 +54,14 @@ class Cluster(Protocol):
     async def post_event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None: ...
 
 
+class PodLister(Protocol):
+    """Pods by label, read only while a rollout the operator started is under way."""
+
+    async def list_pods(
+        self, namespace: str, labels: Mapping[str, str], seconds: float
+    ) -> list[dict[str, Any]]: ...
+
+
 class NoCredentials(Exception):
     """Neither the pod's service account nor a usable kubeconfig: the operator cannot start."""
 
@@ -401,6 +409,22 @@ class KubernetesCluster:
             return [dict(item) for item in listed.get("items") or ()]
 
         return await self._call(call, "list_deployments")
+
+    async def list_pods(
+        self, namespace: str, labels: Mapping[str, str], seconds: float
+    ) -> list[dict[str, Any]]:
+        """The pods of one namespace that carry every one of ``labels``."""
+        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+        def call() -> list[dict[str, Any]]:
+            listed = _body(
+                self._core.list_namespaced_pod(
+                    namespace, label_selector=selector, _preload_content=False, _request_timeout=seconds
+                )
+            )
+            return [dict(item) for item in listed.get("items") or ()]
+
+        return await self._call(call, "list_pods")
 
     async def list_profiles(self, namespace: str, seconds: float) -> list[dict[str, Any]]:
         """The ServiceProfiles of one namespace, as the API has them now."""

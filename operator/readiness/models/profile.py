@@ -248,6 +248,70 @@ class Logging(Model):
     """LOG_LEVEL env."""
 
 
+class Security(Model):
+    """The pod's and each managed container's securityContext: enforced like any section, or only reported (mode Audit) while teams get ready."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "has(self.runAsNonRoot) || has(self.allowPrivilegeEscalation) || has(self.dropAllCapabilities) "
+                    "|| has(self.readOnlyRootFilesystem) || has(self.seccompProfile) "
+                    "|| has(self.automountServiceAccountToken)",
+                    "security needs at least one setting (runAsNonRoot, allowPrivilegeEscalation, "
+                    "dropAllCapabilities, readOnlyRootFilesystem, seccompProfile, automountServiceAccountToken)",
+                ),
+            ]
+        }
+    )
+    mode: Literal["Enforce", "Audit"] | None = None
+    """Enforce sets these fields; Audit only reports what differs (roll a new rule out as Audit first). Default: the profile's mode."""
+    run_as_non_root: bool | None = None
+    """securityContext.runAsNonRoot on each managed container: the kubelet refuses to start an image that runs as root."""
+    allow_privilege_escalation: bool | None = None
+    """securityContext.allowPrivilegeEscalation on each managed container."""
+    drop_all_capabilities: bool | None = None
+    """true: securityContext.capabilities.drop [ALL] on each managed container; capabilities the team adds stay theirs."""
+    read_only_root_filesystem: bool | None = None
+    """securityContext.readOnlyRootFilesystem on each managed container."""
+    seccomp_profile: Literal["RuntimeDefault"] | None = None
+    """securityContext.seccompProfile.type on each managed container."""
+    automount_service_account_token: bool | None = None
+    """The pod's automountServiceAccountToken (false: no API token in pods that do not call the API)."""
+
+
+class Images(Model):
+    """Findings only: the operator never rewrites an image."""
+
+    forbid_latest: bool = True
+    """An image tagged ':latest', or with no tag and no digest, is a violation (images.latest)."""
+    require_digest: bool = False
+    """An image without '@sha256:...' is a violation (images.digest)."""
+
+
+class Secrets(Model):
+    """Findings only: the operator never rewrites an env value."""
+
+    forbid_literal_values: bool = True
+    """A literal env value whose variable's name says it is a secret (password, passwd, secret, token, api key, private key, credentials), or a URL with a password in it, is a violation (secrets.literal). Findings name the container and the variable, never the value."""
+
+
+ProfileType = Literal["cpu", "memory", "goroutine", "block", "mutex", "fgprof"]
+
+
+class Profiling(Model):
+    """Continuous profiling: Grafana Alloy / Pyroscope pod annotations (profiles.grafana.com/*), as metrics does for Prometheus."""
+
+    port: PortRef
+    """The port serving pprof; a name or number that must exist on a managed container."""
+    path: Path = "/debug/pprof"
+    """Where the pprof handlers are served; each profile's endpoint is below it (profile, allocs, goroutine, block, mutex, fgprof)."""
+    profiles: Annotated[
+        list[ProfileType], Field(min_length=1, json_schema_extra={"x-kubernetes-list-type": "set"})
+    ] = ["cpu", "memory", "goroutine"]
+    """The profiles to collect: any of cpu, memory, goroutine, block, mutex, fgprof."""
+
+
 Budget = Annotated[
     int | str,
     Field(
@@ -316,5 +380,13 @@ class ServiceProfileSpec(Model):
     """Runtime tuning derived from limits."""
     logging: Logging | None = None
     """Structured logging settings (LOG_FORMAT, LOG_LEVEL)."""
+    security: Security | None = None
+    """Container hardening: non-root, no privilege escalation, no capabilities, read-only root filesystem, RuntimeDefault seccomp, no service account token."""
+    images: Images | None = None
+    """Image references that say exactly what runs (findings only)."""
+    secrets: Secrets | None = None
+    """Secrets kept out of literal env values (findings only)."""
+    profiling: Profiling | None = None
+    """Continuous profiling annotations (Grafana Alloy / Pyroscope)."""
     rollout: Rollout = Rollout()
     """Waves: how many Deployments change at once, what happens when a rollout fails, and whether changes wait for the team's next rollout."""

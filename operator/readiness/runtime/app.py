@@ -70,7 +70,7 @@ class Operator:
         self.controller = controller = Controller(
             world,
             board,
-            Reconciler(cluster, world, board, metrics, events, guard),
+            Reconciler(cluster, world, board, metrics, events, guard, pods=cluster),
             StatusWriter(cluster, world, board, metrics, events),
             queue,
             gate,
@@ -85,6 +85,7 @@ class Operator:
             Every(5.0, lambda: controller.stand(peerings.watched), "standing"),
             Every(settings.resync_seconds, controller.resync, "resync"),
             Every(15.0, trimmer.tick, "malloc-trim"),
+            Every(5.0, controller.look_at_starts, "rollout-starts"),
         ]
         if settings.peering and settings.namespaces:  # namespaces come and go: each new one needs its own
             self.background.append(Every(60.0, peerings.ensure, "peering-objects"))
