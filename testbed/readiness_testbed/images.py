@@ -238,21 +238,31 @@ def image_specs(programs: dict[str, Path]) -> list[ImageSpec]:
             ports=(8080, 9090),
             labels={"org.opencontainers.image.title": "sample-service"},
         ),
+        # The same service as an image that runs as root: what a profile's runAsNonRoot refuses.
+        ImageSpec(
+            reference="readiness-testbed/sample-service:root",
+            program=programs["sample-service"],
+            ports=(8080, 9090),
+            labels={"org.opencontainers.image.title": "sample-service"},
+            user="0:0",
+        ),
     ]
 
 
 def ensure_archives(programs: dict[str, Path]) -> dict[str, Archive]:
-    """One archive per image, kept beside its program in the build cache (named after this
-    file's hash too, so that a change to how images are made here makes them afresh)."""
+    """One archive per image, kept beside its program in the build cache (named after the
+    image's tag and this file's hash, so that a change to how images are made here makes them
+    afresh)."""
     version = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:10]
     archives: dict[str, Archive] = {}
     for spec in image_specs(programs):
-        out = spec.program.with_name(f"{spec.program.name}-{version}.oci.tar")
+        stem = f"{spec.program.name}-{spec.reference.rsplit(':', 1)[-1]}"
+        out = spec.program.with_name(f"{stem}-{version}.oci.tar")
         if out.is_file():
             archives[spec.reference] = _describe(out)
         else:
             archives[spec.reference] = write_oci_archive(spec, out)
-            for stale in out.parent.glob(f"{spec.program.name}*.oci.tar"):
+            for stale in out.parent.glob(f"{stem}-*.oci.tar"):
                 if stale != out:
                     stale.unlink(missing_ok=True)
     return archives

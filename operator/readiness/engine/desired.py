@@ -569,18 +569,28 @@ def security(ctx: SectionInput) -> SectionResult:
 
 def _security_of(ctx: SectionInput, c: Managed, declared: Security) -> Plan:
     base = (*c.base, "f:securityContext")
+    own = c.live.get("securityContext") or {}
+    pod = ctx.view.pod_security_context
+
+    def inherited(name: str, value: Any) -> bool:
+        # The pod's own securityContext already gives the container this value (runAsNonRoot
+        # and seccompProfile exist at both levels): nothing to set.
+        return name not in own and pod.get(name) == value
+
     wanted: list[tuple[str, str, FieldPath, Any, str]] = []
     for name, value in (
         ("runAsNonRoot", declared.run_as_non_root),
         ("allowPrivilegeEscalation", declared.allow_privilege_escalation),
         ("readOnlyRootFilesystem", declared.read_only_root_filesystem),
     ):
-        if value is not None:
+        if value is not None and not inherited(name, value):
             wanted.append((name, name, (*base, f"f:{name}"), value, f"{name}={str(value).lower()}"))
     if declared.drop_all_capabilities:
         path = (*base, "f:capabilities", "f:drop")
         wanted.append(("capabilities", "capabilities.drop", path, ["ALL"], "capabilities.drop [ALL]"))
-    if declared.seccomp_profile is not None:
+    if declared.seccomp_profile is not None and not inherited(
+        "seccompProfile", {"type": declared.seccomp_profile}
+    ):
         path = (*base, "f:seccompProfile", "f:type")
         profile = declared.seccomp_profile
         wanted.append(("seccompProfile", "seccompProfile.type", path, profile, f"seccompProfile {profile}"))

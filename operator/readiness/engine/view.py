@@ -61,6 +61,7 @@ class DeploymentView:
     template_annotations: Mapping[str, str] = field(default_factory=dict)
     termination_grace_period_seconds: int | None = None
     automount_service_account_token: bool | None = None
+    pod_security_context: Mapping[str, Any] = field(default_factory=dict)
     containers: tuple[Mapping[str, Any], ...] = ()
     managed: tuple[ManagedEntry, ...] = ()
     replicas: int = 1
@@ -118,6 +119,7 @@ class DeploymentView:
                         for k in (
                             "terminationGracePeriodSeconds",
                             "automountServiceAccountToken",
+                            "securityContext",
                             "containers",
                         )
                         if k in tspec
@@ -156,6 +158,7 @@ class DeploymentView:
             template_annotations=dict(tmeta.get("annotations") or {}),
             termination_grace_period_seconds=tspec.get("terminationGracePeriodSeconds"),
             automount_service_account_token=tspec.get("automountServiceAccountToken"),
+            pod_security_context=dict(tspec.get("securityContext") or {}),
             containers=tuple(dict(c) for c in tspec.get("containers") or ()),
             # Entries of the status subresource own only .status: no decision reads them.
             managed=tuple(

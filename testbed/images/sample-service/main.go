@@ -8,6 +8,7 @@
 //	                   /readyz    503 until started and from SIGTERM on, else 200
 //	                   /startupz  503 until the start delay has passed, then 200
 //	:9090 ("metrics")  /metrics   Prometheus, default registry (Go and process collectors)
+//	                   /debug/pprof/...  Go's pprof handlers (profile, allocs, goroutine, block, mutex, ...)
 //
 // Settings (flag, else environment, else default):
 //
@@ -34,6 +35,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"runtime"
@@ -404,6 +406,12 @@ func run(cfg config) error {
 	api := &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
 	metricsMux := http.NewServeMux()
 	metricsMux.Handle("GET /metrics", promhttp.Handler())
+	// Continuous profilers (Grafana Alloy's pyroscope.scrape) fetch profiles here, beside the metrics.
+	metricsMux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	metricsMux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	metricsMux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	metricsMux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	metricsMux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	metrics := &http.Server{Handler: metricsMux, ReadHeaderTimeout: 10 * time.Second}
 
 	served := make(chan error, 2)
