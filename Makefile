@@ -37,14 +37,14 @@ lint: venv
 	$(VENV)/bin/lint-imports
 
 # One source for each CRD: the ServiceProfile CRD is generated from the models, kopf's peering
-# CRDs live in deploy/; the chart carries copies (tests/unit/test_packaging.py fails while stale).
+# CRDs live in deploy/; the chart carries copies (tests/unit/packaging/test_packaging.py fails while stale).
 crds: venv
 	$(VENV)/bin/readiness crd > crds/serviceprofiles.readiness.dev.yaml
 	cp crds/serviceprofiles.readiness.dev.yaml $(CHART)/crds/serviceprofiles.readiness.dev.yaml
 	cp deploy/peering-crds.yaml $(CHART)/crds/peering-crds.yaml
 
 # The chart's copies of deploy/monitoring/, then helm lint (defaults and ci/ values) and package.
-# `make test` lints and renders it too (tests/unit/test_chart.py), with the same pinned helm.
+# `make test` lints and renders it too (tests/unit/packaging/test_chart.py), with the same pinned helm.
 chart: crds testbed-build
 	cp deploy/monitoring/prometheusrule.yaml deploy/monitoring/dashboard.json $(CHART)/files/
 	helm=$$($(TESTBED) build | awk '$$1 == "helm" {print $$2}'); \

@@ -2,47 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+# The helpers' own asserts report their values as a test's do.
+pytest.register_assert_rewrite("tests.support", "tests.e2e.support")
 
-
-@dataclass
-class Kube:
-    """kubectl against the testbed, as a user would run it."""
-
-    kubectl: Path
-    kubeconfig: Path
-
-    def run(
-        self, *args: str, input_text: str | None = None, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [str(self.kubectl), f"--kubeconfig={self.kubeconfig}", *args],
-            input=input_text,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=120,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
-        return result
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self.run(*args, "-o", "json").stdout)
-
-    def apply(self, manifest: str, *extra: str) -> str:
-        return self.run("apply", "-f", "-", *extra, input_text=manifest).stdout
+from tests.support.kube import Kube  # noqa: E402 - after the rewrite hook
+from tests.support.paths import ROOT  # noqa: E402
 
 
 @pytest.fixture(scope="session")

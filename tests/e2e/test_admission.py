@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.conftest import ROOT, Kube
-from tests.profile_corpus import CORPUS, VALID, manifest, merged
+from tests.support.kube import Kube
+from tests.support.paths import ROOT
+from tests.support.profile_corpus import CORPUS, VALID, manifest, merged
 
 
 def test_the_corpus_is_large_and_its_base_is_valid(kube: Kube, namespace: str, crd: None) -> None:

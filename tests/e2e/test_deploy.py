@@ -16,8 +16,18 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.conftest import ROOT, Kube
-from tests.e2e.conftest import start_operator, stop_operator, wait_for
+from tests.e2e.support import (
+    CRDS,
+    IMAGE,
+    own_control_plane,
+    start_operator,
+    stop_operator,
+    wait_for,
+    web_and_profile,
+    without_the_crds,
+)
+from tests.support.kube import Kube
+from tests.support.paths import ROOT
 
 from readiness_testbed import Testbed as ControlPlane
 
@@ -137,38 +147,6 @@ def solo_namespace(kube: Kube) -> Iterator[str]:
     kube.run("delete", "namespace", name, "--wait=false", check=False)
 
 
-def web_and_profile(namespace: str) -> str:
-    """A bare Deployment ``web`` and a profile that sets its resources."""
-    return yaml.safe_dump_all(
-        [
-            {
-                "apiVersion": "apps/v1",
-                "kind": "Deployment",
-                "metadata": {"name": "web", "namespace": namespace, "labels": {"app": "web"}},
-                "spec": {
-                    "selector": {"matchLabels": {"app": "web"}},
-                    "template": {
-                        "metadata": {"labels": {"app": "web"}},
-                        "spec": {"containers": [{"name": "app", "image": "web:1"}]},
-                    },
-                },
-            },
-            {
-                "apiVersion": "readiness.dev/v1alpha1",
-                "kind": "ServiceProfile",
-                "metadata": {"name": "web", "namespace": namespace},
-                "spec": {
-                    "selector": {"matchLabels": {"app": "web"}},
-                    "resources": {
-                        "requests": {"cpu": "50m", "memory": "64Mi"},
-                        "limits": {"memory": "128Mi"},
-                    },
-                },
-            },
-        ]
-    )
-
-
 def _service_account_kubeconfig(kube: Kube, path: Path) -> Path:
     admin = kube.json("config", "view", "--raw", "--minify")
     token = kube.run("create", "token", ACCOUNT, "-n", NAMESPACE, "--duration=10m").stdout.strip()
@@ -237,28 +215,6 @@ def _compliant(kube: Kube, ns: str, process: subprocess.Popen[bytes], log: Path)
 # --- the first install and the uninstall, on a control plane of their own ---------------------
 # Both delete the CRDs, which would stop the session's operator (see test_faults.py); a control
 # plane of their own is also the fresh cluster the first install must work on.
-
-IMAGE = "registry.example.com/platform/readiness-operator"
-CRDS = ("serviceprofiles.readiness.dev", "clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev")
-
-
-def own_control_plane(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[ControlPlane]:
-    """A control plane of a test module's own (one fake node), stopped after it."""
-    bed = ControlPlane(tmp_path_factory.mktemp(name) / "testbed", nodes=1)
-    bed.up()
-    try:
-        yield bed
-    finally:
-        bed.down()
-
-
-def without_the_crds(bed: ControlPlane) -> Kube:
-    """kubectl on ``bed`` with none of the install's CRDs (deleted if a previous test left
-    them), as on a cluster that never had it."""
-    kube = Kube(kubectl=bed.kubectl, kubeconfig=bed.kubeconfig)
-    kube.run("delete", "crd", *CRDS, "--ignore-not-found", "--wait=true")
-    assert not kube.run("get", "crd", "-o", "name").stdout.strip()
-    return kube
 
 
 @pytest.fixture(scope="module")

@@ -15,17 +15,20 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.conftest import Kube
-from tests.e2e.conftest import MAX_CORRECTIONS, RESYNC_SECONDS, Operator, wait_for
-from tests.e2e.test_profiles import (
+from tests.e2e.support import (
+    MAX_CORRECTIONS,
+    RESYNC_SECONDS,
+    Operator,
     container,
     deployment,
     replicasets,
     simple_deployment,
     simple_profile,
     target_in,
+    wait_for,
 )
 from tests.e2e.tools import TOOLS, Helm, put
+from tests.support.kube import Kube
 
 from readiness.engine import defaults
 

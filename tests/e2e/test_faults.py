@@ -18,17 +18,24 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.conftest import ROOT, Kube
-from tests.e2e.conftest import (
+from tests.e2e.support import (
+    PROBES,
     RESYNC_SECONDS,
     Operator,
+    container,
+    fleet,
     probe,
     readyz,
+    scrape,
+    simple_deployment,
+    simple_profile,
     start_operator,
     stop_operator,
+    target_in,
     wait_for,
 )
-from tests.e2e.test_profiles import PROBES, container, simple_deployment, simple_profile, target_in
+from tests.support.kube import Kube
+from tests.support.paths import ROOT
 
 from readiness_testbed import Testbed as ControlPlane
 
@@ -36,19 +43,6 @@ from readiness_testbed import Testbed as ControlPlane
 def generations(kube: Kube, namespace: str) -> Counter[int]:
     items = kube.json("get", "deployments", "-n", namespace)["items"]
     return Counter(int(d["metadata"]["generation"]) for d in items)
-
-
-def fleet(kube: Kube, namespace: str, count: int) -> None:
-    """``count`` Deployments, all selected by the profile "api"; no pods, so rollouts finish at once."""
-    labels = {"app.kubernetes.io/name": "api"}
-    items = []
-    for i in range(count):
-        item = simple_deployment(namespace, f"api-{i:03}")
-        item["metadata"]["labels"] = labels
-        item["spec"].update({"replicas": 0, "selector": {"matchLabels": labels}})
-        item["spec"]["template"]["metadata"]["labels"] = labels
-        items.append(item)
-    kube.apply(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": items}))
 
 
 def compliant(kube: Kube, namespace: str, matched: int) -> bool:
@@ -268,18 +262,6 @@ def test_the_crd_deleted_and_recreated_and_an_operator_started_before_it(
         if early is not None:
             stop_operator(early)
         stop_operator(running)
-
-
-def scrape(op: Operator, name: str) -> float:
-    """The sum of a metric's samples on the operator's /metrics (0 when absent)."""
-    import urllib.request
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{op.metrics_port}/metrics", timeout=3) as response:
-        text = response.read().decode()
-    values = [
-        float(line.split()[-1]) for line in text.splitlines() if line.startswith((f"{name} ", f"{name}{{"))
-    ]
-    return sum(values)
 
 
 def applies(op: Operator) -> int:

@@ -6,37 +6,28 @@ import signal
 import sys
 import time
 import urllib.request
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from tests.conftest import ROOT, Kube
-from tests.e2e.conftest import Operator, start_operator, stop_operator, wait_for
-from tests.e2e.test_faults import fleet, scrape
-from tests.e2e.test_profiles import PROBES, container, deployment, simple_deployment, simple_profile
+from tests.e2e.support import (
+    PROBES,
+    Operator,
+    container,
+    deployment,
+    fleet,
+    scrape,
+    simple_deployment,
+    simple_profile,
+    start_operator,
+    stop_operator,
+    wait_for,
+)
+from tests.support.kube import Kube
 
 pytestmark = pytest.mark.e2e
 LIFETIME = 10
-
-
-@pytest.fixture
-def peering_namespace(kube: Kube, crd: None) -> Iterator[str]:
-    rendered = kube.run("kustomize", str(ROOT / "deploy")).stdout
-    crds = [
-        d
-        for d in yaml.safe_load_all(rendered)
-        if d and d["kind"] == "CustomResourceDefinition" and d["spec"]["group"] == "kopf.dev"
-    ]
-    assert {c["spec"]["names"]["kind"] for c in crds} == {"KopfPeering", "ClusterKopfPeering"}
-    kube.apply(yaml.safe_dump_all(crds), "--server-side")
-    kube.run("wait", "--for=condition=Established", "crd/kopfpeerings.kopf.dev", "--timeout=60s")
-    name = f"solo-ha-{uuid.uuid4().hex[:6]}"
-    kube.run("create", "namespace", name)  # no KopfPeering: the operator creates its own
-    yield name
-    kube.run("delete", "namespace", name, "--wait=false", check=False)
 
 
 def start(kube: Kube, namespace: str, priority: int, log_dir: Path, workers: str = "32") -> Operator:

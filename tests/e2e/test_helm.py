@@ -17,10 +17,19 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.conftest import ROOT, Kube
-from tests.e2e.conftest import start_operator, stop_operator, wait_for
-from tests.e2e.test_deploy import CRDS, IMAGE, own_control_plane, web_and_profile, without_the_crds
+from tests.e2e.support import (
+    CRDS,
+    IMAGE,
+    own_control_plane,
+    start_operator,
+    stop_operator,
+    wait_for,
+    web_and_profile,
+    without_the_crds,
+)
 from tests.e2e.tools import Helm
+from tests.support.kube import Kube
+from tests.support.paths import ROOT
 
 from readiness_testbed import Testbed as ControlPlane
 

@@ -15,21 +15,25 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.conftest import Kube
-from tests.e2e.conftest import Operator, _free_port, _ready, start_operator, stop_operator, wait_for
-from tests.e2e.test_faults import scrape
-from tests.e2e.test_ha import peering_namespace  # noqa: F401 - a fixture
-from tests.e2e.test_profiles import (
+from tests.e2e.support import (
     PROBES,
+    Operator,
+    _free_port,
+    _ready,
     container,
     deployment,
     profile,
     replicasets,
+    scrape,
     simple_deployment,
     simple_profile,
+    start_operator,
+    stop_operator,
     target,
     target_in,
+    wait_for,
 )
+from tests.support.kube import Kube
 
 pytestmark = pytest.mark.e2e
 ADMITTED = "readiness.dev/admitted"
@@ -342,7 +346,7 @@ def test_next_change_rides_the_teams_next_rollout(kube: Kube, ns: str, webhooked
 
 def test_a_standby_replica_answers_as_the_active_one_would(
     kube: Kube,
-    peering_namespace: str,  # noqa: F811 - the fixture
+    peering_namespace: str,
     testbed: Any,
 ) -> None:
     """kopf peering pauses a standby's watches, so its World may not hold the profiles: it

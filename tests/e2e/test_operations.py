@@ -13,10 +13,18 @@ from typing import Any
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
-from tests.conftest import Kube
-from tests.e2e.conftest import Operator, readyz, start_operator, stop_operator, wait_for
-from tests.e2e.test_faults import fleet
-from tests.e2e.test_profiles import PROBES, simple_deployment, simple_profile
+from tests.e2e.support import (
+    PROBES,
+    Operator,
+    fleet,
+    readyz,
+    simple_deployment,
+    simple_profile,
+    start_operator,
+    stop_operator,
+    wait_for,
+)
+from tests.support.kube import Kube
 
 pytestmark = pytest.mark.e2e
 

@@ -10,8 +10,23 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.conftest import ROOT, Kube
-from tests.e2e.conftest import MAX_CORRECTIONS, RESYNC_SECONDS, Operator, wait_for
+from tests.e2e.support import (
+    MAX_CORRECTIONS,
+    PROBES,
+    RESYNC_SECONDS,
+    Operator,
+    container,
+    deployment,
+    profile,
+    replicasets,
+    simple_deployment,
+    simple_profile,
+    target,
+    target_in,
+    wait_for,
+)
+from tests.support.kube import Kube
+from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.e2e
 
@@ -27,78 +42,8 @@ def _apply(kube: Kube, docs: list[dict[str, Any]], *extra: str) -> None:
     kube.apply(yaml.safe_dump_all(docs), *extra)
 
 
-def deployment(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
-    result: dict[str, Any] = kube.json("get", "deployment", name, "-n", namespace, "--show-managed-fields")
-    return result
-
-
-def profile(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
-    result: dict[str, Any] = kube.json("get", "serviceprofile", name, "-n", namespace)
-    return result
-
-
 def condition(sp: dict[str, Any], type_: str) -> dict[str, Any]:
     return next((c for c in sp.get("status", {}).get("conditions", []) if c["type"] == type_), {})
-
-
-def target(sp: dict[str, Any], name: str) -> dict[str, Any]:
-    return next((t for t in sp.get("status", {}).get("targets", []) if t["name"] == name), {})
-
-
-def target_in(kube: Kube, namespace: str, sp: str, name: str, state: str) -> dict[str, Any] | None:
-    """The target entry once it reaches ``state``, else None (for ``wait_for``)."""
-    t = target(profile(kube, namespace, sp), name)
-    return t if t.get("state") == state else None
-
-
-def container(dep: dict[str, Any], name: str = "app") -> dict[str, Any]:
-    found: dict[str, Any] = next(
-        c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == name
-    )
-    return found
-
-
-def replicasets(kube: Kube, namespace: str, owner: str) -> list[dict[str, Any]]:
-    items = kube.json("get", "replicasets", "-n", namespace)["items"]
-    return [rs for rs in items if any(o["name"] == owner for o in rs["metadata"].get("ownerReferences", []))]
-
-
-def simple_deployment(namespace: str, name: str = "api", **template_spec: Any) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "containers": [
-            {
-                "name": "app",
-                "image": "registry.example/api:1",
-                "ports": [
-                    {"name": "http", "containerPort": 8080},
-                    {"name": "metrics", "containerPort": 9090},
-                ],
-            }
-        ],
-        **template_spec,
-    }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": namespace, "labels": {"app.kubernetes.io/name": name}},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
-            "template": {"metadata": {"labels": {"app.kubernetes.io/name": name}}, "spec": spec},
-        },
-    }
-
-
-def simple_profile(namespace: str, name: str = "api", selects: str = "api", **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "readiness.dev/v1alpha1",
-        "kind": "ServiceProfile",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"selector": {"matchLabels": {"app.kubernetes.io/name": selects}}, **spec},
-    }
-
-
-PROBES = {"port": "http", "readiness": {"type": "httpGet", "path": "/ready", "periodSeconds": 5}}
 
 
 def test_examples_reach_compliance_with_one_rollout_each(

@@ -17,9 +17,10 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.conftest import ROOT, Kube
-from tests.e2e.conftest import Operator, wait_for
+from tests.e2e.support import Operator, wait_for
 from tests.e2e.tools import Helm, put
+from tests.support.kube import Kube
+from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.e2e
 CORPUS = ROOT / "tests" / "data" / "real"

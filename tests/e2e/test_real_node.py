@@ -19,9 +19,16 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.conftest import Kube
-from tests.e2e.conftest import Operator, _ready, start_operator, stop_operator, wait_for
-from tests.e2e.test_profiles import simple_profile, target_in
+from tests.e2e.support import (
+    Operator,
+    _ready,
+    simple_profile,
+    start_operator,
+    stop_operator,
+    target_in,
+    wait_for,
+)
+from tests.support.kube import Kube
 
 pytestmark = pytest.mark.e2e
 IMAGE = "readiness-testbed/sample-service:dev"

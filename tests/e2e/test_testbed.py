@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.conftest import Kube
+from tests.support.kube import Kube
 
 pytestmark = pytest.mark.e2e
 

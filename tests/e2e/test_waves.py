@@ -19,9 +19,18 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.conftest import Kube
-from tests.e2e.conftest import Operator, readyz, start_operator, stop_operator, wait_for
-from tests.e2e.test_profiles import container, profile, simple_deployment, simple_profile
+from tests.e2e.support import (
+    Operator,
+    container,
+    profile,
+    readyz,
+    simple_deployment,
+    simple_profile,
+    start_operator,
+    stop_operator,
+    wait_for,
+)
+from tests.support.kube import Kube
 
 from readiness_testbed.binaries import NEVER_READY_PATH
 

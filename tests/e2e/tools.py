@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import yaml
-from tests.conftest import Kube
+from tests.support.kube import Kube
 
 
 class Bed(Protocol):

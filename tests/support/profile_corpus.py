@@ -1,16 +1,16 @@
 """The invalid-profile corpus (tests/data/invalid-profiles.yaml) and its one loader: each entry's
 ``spec`` merged over ``VALID``. The apiserver's admission (tests/e2e/test_admission.py) and
-``readiness audit`` (tests/unit/test_audit_parity.py) are checked against the same cases."""
+``readiness audit`` (tests/unit/audit/test_audit_parity.py) are checked against the same cases."""
 
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Any
 
 import yaml
+from tests.support.paths import DATA
 
-CORPUS_FILE = Path(__file__).resolve().parent / "data" / "invalid-profiles.yaml"
+CORPUS_FILE = DATA / "invalid-profiles.yaml"
 CORPUS: list[dict[str, Any]] = yaml.safe_load(CORPUS_FILE.read_text())
 HUGE = {"HUGE_PATH": "/" + "p" * 2000, "HUGE_NAME": "n" * 300}
 VALID: dict[str, Any] = {

@@ -1,93 +1,28 @@
-"""An in-memory twin of the Kubernetes API, just enough server-side apply for the reconciler.
+"""An in-memory twin of the Kubernetes API, just enough for the reconciler and the controller.
 
-It merges apply configurations (lists keyed by name), records managedFields, refuses to change
-a field another manager owns unless forced, bumps generation only when the spec changes, and
-counts every request, so tests can assert "zero needless writes".
+Its server-side apply is the simulator's (tests/support/apiserver.py: managedFields, the conflict
+rule, releases, defaults); around it the twin keeps what the control loop sees of a cluster: the
+objects by key, resourceVersions bumped only by real changes, a watch (``world``) that gets every
+change at once, the templates a revert puts back, and every request counted, so tests can assert
+"zero needless writes".
 """
 
 from __future__ import annotations
 
 import copy
-import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from tests.support.apiserver import OPERATOR, Refused, api_defaults, fields_of, server_side_apply
+
 from readiness.cache.world import ProfileRecord, World
 from readiness.k8s import ApiError, FieldCause, ObjectRef
-
-_ABSENT = object()
 
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _leaves(fields: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
-    """The leaf paths of a fieldsV1 document: the twin's own reading, not the engine's."""
-    for name, child in fields.items():
-        if name == ".":
-            continue
-        if child:
-            yield from _leaves(child, (*prefix, name))
-        else:
-            yield (*prefix, name)
-
-
-def _at(body: Any, path: tuple[str, ...]) -> Any:
-    """The value at a fieldsV1 path (f:field, k:{"name": ...} list items), or _ABSENT."""
-    node = body
-    for element in path:
-        if element.startswith("f:") and isinstance(node, Mapping) and element[2:] in node:
-            node = node[element[2:]]
-        elif element.startswith("k:") and isinstance(node, list):
-            wanted = json.loads(element[2:])
-            node = next((i for i in node if isinstance(i, Mapping) and wanted.items() <= i.items()), _ABSENT)
-            if node is _ABSENT:
-                return node
-        else:
-            return _ABSENT
-    return node
-
-
-def fields_of(body: Mapping[str, Any]) -> dict[str, Any]:
-    """fieldsV1 of an apply configuration, as the apiserver records it."""
-    out: dict[str, Any] = {}
-    for name, value in body.items():
-        if name in ("apiVersion", "kind", "metadata"):
-            continue
-        if isinstance(value, Mapping):
-            out[f"f:{name}"] = fields_of(value) if value else {}
-        elif isinstance(value, list) and value and all(isinstance(v, Mapping) and "name" in v for v in value):
-            items: dict[str, Any] = {}
-            for item in value:
-                key = "k:" + json.dumps({"name": item["name"]}, separators=(",", ":"))
-                items[key] = {".": {}, **fields_of(item)}
-            out[f"f:{name}"] = items
-        else:
-            out[f"f:{name}"] = {}
-    return out
-
-
-def _merge(live: Any, patch: Any) -> Any:
-    if isinstance(live, Mapping) and isinstance(patch, Mapping):
-        merged = dict(live)
-        for k, v in patch.items():
-            merged[k] = _merge(live.get(k), v) if k in live else copy.deepcopy(v)
-        return merged
-    if (
-        isinstance(live, list)
-        and isinstance(patch, list)
-        and all(isinstance(p, Mapping) and "name" in p for p in patch)
-    ):
-        by_name = {item.get("name"): item for item in live}
-        merged_list = [
-            _merge(by_name[p["name"]], p) if p["name"] in by_name else copy.deepcopy(p) for p in patch
-        ]
-        patched = {p["name"] for p in patch}
-        return [item for item in live if item.get("name") not in patched] + merged_list
-    return copy.deepcopy(patch)
 
 
 @dataclass
@@ -108,7 +43,8 @@ class Twin:
 
     # ---- setup ----
     def add_deployment(self, body: dict[str, Any], manager: str = "kubectl-client-side-apply") -> None:
-        body = copy.deepcopy(body)
+        # Stored as the apiserver stores it, defaulted: its creator owns the defaults too.
+        body = api_defaults(copy.deepcopy(body))
         meta = body["metadata"]
         meta.setdefault("generation", 1)
         meta["resourceVersion"] = self._next_rv()
@@ -173,35 +109,20 @@ class Twin:
                 "Conflict",
                 "the object has been modified; please apply your changes to the latest version",
             )
-        wanted = fields_of(body)
-        if not force:
-            causes: list[FieldCause] = []
-            for entry in live["metadata"]["managedFields"]:
-                if entry["manager"] == "readiness-operator":
-                    continue
-                # The apiserver's rule: a leaf another manager owns, holding another value.
-                theirs = set(_leaves(entry["fieldsV1"]))
-                causes += [
-                    FieldCause(field=".".join(path), message="conflict", manager=entry["manager"])
-                    for path in _leaves(wanted)
-                    if path in theirs
-                    and _at(live, path) is not _ABSENT
-                    and _at(live, path) != _at(body, path)
-                ]
-            if causes:
-                raise ApiError(409, "Conflict", "Apply failed with conflicts", causes)
-        merged = _merge({k: v for k, v in live.items() if k != "metadata"}, {"spec": body.get("spec", {})})
-        meta = live["metadata"]
+        try:
+            merged = server_side_apply(live, body, force=force, manager=OPERATOR, time=_now())
+        except Refused as refused:
+            causes = [
+                FieldCause(field=".".join(path), message="conflict", manager=m)
+                for m, path in refused.conflicts
+            ]
+            raise ApiError(409, "Conflict", "Apply failed with conflicts", causes) from None
+        meta = merged["metadata"]
         if merged["spec"] != live["spec"]:
-            meta["generation"] += 1
             self.templates.setdefault(key, []).append(copy.deepcopy(live["spec"]["template"]))
         changed = merged["spec"] != live["spec"] or not any(
-            m["manager"] == "readiness-operator" for m in meta["managedFields"]
+            m["manager"] == OPERATOR for m in live["metadata"]["managedFields"]
         )
-        merged["metadata"] = meta
-        meta["managedFields"] = [m for m in meta["managedFields"] if m["manager"] != "readiness-operator"] + [
-            {"manager": "readiness-operator", "operation": "Apply", "fieldsV1": wanted, "time": _now()}
-        ]
         if changed:
             meta["resourceVersion"] = self._next_rv()
         self.deployments[key] = merged

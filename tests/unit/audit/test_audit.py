@@ -11,12 +11,14 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner, Result
+from tests.support.manifests import DEPLOYMENT
+from tests.support.paths import ROOT
 
 from readiness.audit.findings import UNSELECTED, audit
 from readiness.audit.manifests import parse
 from readiness.cli import main
 
-EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples"
+EXAMPLES = ROOT / "examples"
 PROFILE = """
 apiVersion: readiness.dev/v1alpha1
 kind: ServiceProfile
@@ -25,25 +27,6 @@ spec:
   selector: {matchLabels: {app.kubernetes.io/name: payments}}
   containers: [app]
   logging: {level: %s}
-"""
-DEPLOYMENT = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {name}
-  namespace: shop
-  labels: {{app: {app}}}
-spec:
-  selector: {{matchLabels: {{app: {app}}}}}
-  template:
-    metadata: {{labels: {{app: {app}}}}}
-    spec:
-      containers:
-      - name: app
-        image: registry.example/app:1
-        ports: [{{name: http, containerPort: 8080}}]
-        env:
-        - {{name: LOG_LEVEL, value: info}}
 """
 LOGGING_PROFILE = """\
 apiVersion: readiness.dev/v1alpha1

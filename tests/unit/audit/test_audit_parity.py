@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from tests.profile_corpus import CORPUS, VALID, manifest, merged
+from tests.support.profile_corpus import CORPUS, VALID, manifest, merged
 
 from readiness.audit.validation import ProfileValidator, cel_rules
 from readiness.cli import main

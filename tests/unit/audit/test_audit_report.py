@@ -16,8 +16,9 @@ from typing import Any
 import jsonschema
 import pytest
 from click.testing import CliRunner
-from tests.profile_corpus import VALID
-from tests.unit.test_audit import DEPLOYMENT as AUDITED
+from tests.support.manifests import DEPLOYMENT as AUDITED
+from tests.support.paths import DATA
+from tests.support.profile_corpus import VALID
 
 from readiness.audit.report import RULES
 from readiness.cli import main
@@ -25,7 +26,6 @@ from readiness.engine.desired import plan
 from readiness.engine.view import DeploymentView
 from readiness.models import ServiceProfileSpec
 
-DATA = Path(__file__).resolve().parent.parent / "data"
 SCHEMA_FILE = DATA / "sarif-schema-2.1.0.json"
 # The audit tests' Deployment, with a log level the profiles below disagree with.
 DEPLOYMENT = AUDITED.replace("value: info", "value: debug")

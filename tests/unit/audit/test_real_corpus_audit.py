@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 from readiness.audit.findings import EXIT_ERRORS, audit
 from readiness.audit.manifests import parse

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 from kubernetes.client.exceptions import ApiException
-from tests.twin import Twin
-from tests.unit.test_reconcile import NS, PROFILE, deployment
+from tests.support.control import NS, PROFILE, deployment
+from tests.support.twin import Twin
 
 from readiness.control.board import Board
 from readiness.control.controller import DEPLOYMENT, Controller, WorkKey

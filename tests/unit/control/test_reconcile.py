@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from tests.twin import Twin
+from tests.support.control import NS, PROFILE, deployment
+from tests.support.twin import Twin
 
 from readiness.control.board import Board
 from readiness.control.events import EventSink
@@ -19,33 +20,6 @@ from readiness.control.rollouts import slots
 from readiness.control.statuswriter import StatusWriter
 from readiness.k8s import ApiError, FieldCause
 from readiness.observe.metrics import Metrics
-
-NS = "shop"
-PROFILE = {
-    "selector": {"matchLabels": {"app": "api"}},
-    "probes": {"port": "http", "readiness": {"type": "httpGet", "path": "/ready"}},
-    "resources": {"limits": {"memory": "256Mi"}},
-    "rollout": {"maxConcurrent": "100%"},  # the twin's rollouts never complete: no waves here
-}
-
-
-def deployment(name: str = "api", app: str = "api") -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": NS, "labels": {"app": app}, "uid": f"uid-{name}"},
-        "spec": {
-            "replicas": 1,
-            "template": {
-                "metadata": {"labels": {"app": app}},
-                "spec": {
-                    "containers": [
-                        {"name": "app", "image": "x", "ports": [{"name": "http", "containerPort": 80}]}
-                    ]
-                },
-            },
-        },
-    }
 
 
 class Operator:

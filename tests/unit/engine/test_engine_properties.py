@@ -1,9 +1,9 @@
 """The policy engine, property-based: generated profiles against generated, odd Deployments.
 
-The table tests (test_evaluate_table.py) pin the engine's behaviour case by case; these look for
-the cases nobody wrote down. Deployments are built with the table's helpers and shaped as the API
+The table tests (test_evaluate_*.py) pin the engine's behaviour case by case; these look for
+the cases nobody wrote down. Deployments are built with the tables' helpers and shaped as the API
 returns them (defaulted, managedFields filled in by their creator); applies go through the same
-apiserver twin, ``server_side_apply``. Strategies draw plain dicts (a profile's sections, a
+simulator, ``server_side_apply`` (tests/support/apiserver.py). Strategies draw plain dicts (a profile's sections, a
 Deployment "recipe"), so a falsifying example prints as something to paste into ``profile(**...)``
 and ``created(...)``.
 """
@@ -16,21 +16,16 @@ from typing import Any
 
 from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
-from tests.unit.test_evaluate_table import (
-    KUBECTL,
+from tests.support.apiserver import (
     OPERATOR,
     api_defaults,
-    ctr,
-    deployment,
     differs,
     fields_v1,
     item_key,
     paths,
-    profile,
-    run,
     server_side_apply,
-    with_creator,
 )
+from tests.support.engine_table import KUBECTL, ctr, deployment, profile, run, with_creator
 
 from readiness.engine import DeploymentView, Evaluation, evaluate, judge
 from readiness.engine.fields import human
@@ -52,9 +47,9 @@ SSA_CREATOR = "kubectl"  # `kubectl apply --server-side`: owns what its manifest
 # Quantities as the apiserver stores them (canonical): what a live Deployment holds.
 CPU_LIVE = ("100m", "250m", "500m", "1", "1500m", "2", "4")
 MEMORY_LIVE = ("128Mi", "256Mi", "512Mi", "1G", "1Gi", "2Gi")
-# What a profile may say: other spellings too, but only those the twin canonicalises as the
+# What a profile may say: other spellings too, but only those the simulator canonicalises as the
 # apiserver does (its CANONICAL table), and a plain byte count no live value equals. Any other
-# spelling of a live value would make the twin, not the engine, see a difference.
+# spelling of a live value would make the simulator, not the engine, see a difference.
 CPU_SPELLINGS: tuple[int | str, ...] = (*CPU_LIVE, "0.1", "0.25", "0.5", "1000m", "2000m", 1, 2, 4)
 MEMORY_SPELLINGS: tuple[int | str, ...] = (*MEMORY_LIVE, "1024Mi", 300000000)
 
@@ -376,8 +371,8 @@ def created(recipe: Mapping[str, Any]) -> dict[str, Any]:
         init_containers=init,
         creator=None,
     )
-    # envFrom is an atomic list for server-side apply (one leaf, f:envFrom); the table's fields_v1
-    # keys every list item by name, so it is set aside while the creator's fields are recorded.
+    # envFrom is an atomic list for server-side apply (one leaf, f:envFrom): set aside while the
+    # creator's fields are recorded, then given back as that one leaf, of whichever creator.
     pod = body["spec"]["template"]["spec"]
     env_from = {c["name"]: c.pop("envFrom") for c in pod["containers"] if "envFrom" in c}
     manifest = manifest_fields(body, recipe["grace"])  # before the apiserver's defaults
@@ -472,7 +467,7 @@ def entries(container: Mapping[str, Any], name: str) -> list[Any]:
 
 
 def invalid(body: Mapping[str, Any]) -> list[str]:
-    """What the apiserver's pod validation would refuse that the twin does not check."""
+    """What the apiserver's pod validation would refuse that the simulator does not check."""
     pod = pod_spec(body)
     grace = pod.get("terminationGracePeriodSeconds", 30)
     found: list[str] = []
@@ -741,9 +736,10 @@ def test_report_forces_only_defaults_nobody_chose(sections: dict[str, Any], reci
 @example(sections=FORCED_TRACING, recipe=POD_NAME_FROM_CONFIGMAP)
 @example(sections=FORCED_GRACE_1, recipe=OWN_SLEEP_2)
 def test_the_apply_leaves_a_valid_pod_template(sections: dict[str, Any], recipe: dict[str, Any]) -> None:
-    """The Deployment the apply makes passes the apiserver's pod validation, which the twin does not
-    model (one handler per probe and hook, value or valueFrom and one source in it, a preStop sleep
-    within the grace period, requests within limits): else the write is refused, forced or not."""
+    """The Deployment the apply makes passes the apiserver's pod validation, which the simulator
+    does not model (one handler per probe and hook, value or valueFrom and one source in it, a
+    preStop sleep within the grace period, requests within limits): else the write is refused,
+    forced or not."""
     spec = profile(**sections)
     body = created(recipe)
     assert invalid(body) == [], "the recipe is one the apiserver admits"

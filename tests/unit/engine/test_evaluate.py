@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from tests.twin import _merge, fields_of
+from tests.support.apiserver import fields_of, server_side_apply
+from tests.support.paths import ROOT
 
-from readiness.engine import DeploymentView, evaluate, target
+from readiness.engine import DeploymentView, Evaluation, evaluate, target
 from readiness.engine.defaults import LAST_APPLIED, TOOK
 from readiness.engine.quantity import QuantityError, parse_quantity, same_quantity
 from readiness.engine.selector import matches
 from readiness.models import ServiceProfileSpec
 from readiness.models.profile import LabelSelector
 
-ROOT = Path(__file__).resolve().parent.parent.parent
 SELECT = {"selector": {"matchLabels": {"app": "api"}}}
 
 
@@ -55,14 +54,10 @@ def spec(**sections: Any) -> ServiceProfileSpec:
     return ServiceProfileSpec.model_validate({**SELECT, **sections})
 
 
-def applied(body: dict[str, Any], apply: dict[str, Any]) -> dict[str, Any]:
-    """What the apiserver would hold after our apply: merged, with our managedFields entry."""
-    merged = copy.deepcopy(body)
-    merged["spec"] = _merge(merged["spec"], apply.get("spec", {}))
-    merged["metadata"]["managedFields"] = [
-        m for m in merged["metadata"]["managedFields"] if m["manager"] != "readiness-operator"
-    ] + [{"manager": "readiness-operator", "operation": "Apply", "fieldsV1": fields_of(apply)}]
-    return merged
+def applied(body: dict[str, Any], ev: Evaluation) -> dict[str, Any]:
+    """What the apiserver holds after the apply ``ev`` asks for (forced if it says so)."""
+    assert ev.apply is not None
+    return server_side_apply(body, ev.apply, force=ev.force)
 
 
 @pytest.mark.parametrize(
@@ -239,7 +234,7 @@ def test_examples_are_idempotent() -> None:
             first = evaluate(s, DeploymentView.from_body(body))
             assert first.apply is not None
             assert first.violations
-            after = applied(body, dict(first.apply))
+            after = applied(body, first)
             second = evaluate(s, DeploymentView.from_body(after))
             assert second.apply is None, dep["metadata"]["name"]
             assert second.compliant, second.violations
@@ -250,7 +245,7 @@ def test_a_field_the_profile_dropped_is_released() -> None:
     body = deployment()
     first = evaluate(with_probe, DeploymentView.from_body(body))
     assert first.apply is not None
-    after = applied(body, dict(first.apply))
+    after = applied(body, first)
     ev = evaluate(spec(logging={"level": "info"}), DeploymentView.from_body(after))
     assert ev.apply is not None, "we own readinessProbe and nobody asks for it any more"
     assert "readinessProbe" not in ev.apply["spec"]["template"]["spec"]["containers"][0]
@@ -304,7 +299,7 @@ def test_variables_a_container_may_get_from_env_from_are_not_shadowed() -> None:
     assert "LOG_LEVEL" in env, "a variable the profile declares is set whatever envFrom holds"
     assert "OTEL_EXPORTER_OTLP_ENDPOINT" in env
     assert not env & {"OTEL_SERVICE_NAME", "GOMEMLIMIT", "GOMAXPROCS"}, "derived ones would shadow envFrom"
-    after = DeploymentView.from_body(applied(body, dict(ev.apply)))
+    after = DeploymentView.from_body(applied(body, ev))
     target = judge(after, {"p": profile}).targets["p"]
     assert target.state == "Compliant"
     for var in ("OTEL_SERVICE_NAME", "GOMEMLIMIT", "GOMAXPROCS"):

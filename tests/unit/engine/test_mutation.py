@@ -7,69 +7,13 @@ import copy
 from typing import Any
 
 import pytest
-from tests.twin import fields_of
+from tests.support.admission import FULL, deployment, request
 
 from readiness.engine import DeploymentView, evaluate
 from readiness.engine.mutation import ADMITTED, Candidate, admit, held_by, merge
 from readiness.models import ServiceProfileSpec
 
 SELECT = {"selector": {"matchLabels": {"app": "api"}}}
-FULL: dict[str, Any] = {
-    "probes": {
-        "port": "http",
-        "readiness": {"path": "/ready", "periodSeconds": 5},
-        "liveness": {"path": "/healthz"},
-    },
-    "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
-    "shutdown": {"terminationGracePeriodSeconds": 45, "preStopSleepSeconds": 5},
-    "metrics": {"port": "metrics"},
-    "tracing": {"endpoint": "http://otel:4317"},
-    "logging": {"format": "json", "level": "info"},
-}
-
-
-def deployment(manager: str = "kubectl-create", **container: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "api", "labels": {"app": "api"}},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": "api"}},
-            "template": {
-                "metadata": {"labels": {"app": "api"}},
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "app",
-                            "image": "api:1",
-                            "ports": [
-                                {"name": "http", "containerPort": 8080},
-                                {"name": "metrics", "containerPort": 9090},
-                            ],
-                            **container,
-                        }
-                    ]
-                },
-            },
-        },
-    }
-    # What the apiserver computes before admission: the creator holds everything it sent.
-    body["metadata"]["managedFields"] = [
-        {"manager": manager, "operation": "Update", "fieldsV1": fields_of(body)}
-    ]
-    return body
-
-
-def request(obj: dict[str, Any], operation: str = "CREATE", **extra: Any) -> dict[str, Any]:
-    return {
-        "uid": "1",
-        "operation": operation,
-        "namespace": "shop",
-        "userInfo": {"username": "alice"},
-        "object": obj,
-        **extra,
-    }
 
 
 def profiles(**by_name: dict[str, Any]) -> dict[str, Candidate]:

@@ -1,8 +1,8 @@
 """The engine's section functions, one table each: a profile section and a few containers in,
 the fragments, problems, notes and notices that section asks for out.
 
-Each row calls the section function directly (``desired.probes(ctx)``...); test_evaluate_table.py
-checks what ``evaluate`` makes of the whole chain.
+Each row calls the section function directly (``desired.probes(ctx)``...); the tables in
+test_evaluate_*.py check what ``evaluate`` makes of the whole chain.
 """
 
 from __future__ import annotations

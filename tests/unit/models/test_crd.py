@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import yaml
+from tests.support.paths import ROOT
 
 from readiness.models.crd import build_crd, render_crd_yaml
 
-CRD_FILE = Path(__file__).resolve().parent.parent.parent / "crds" / "serviceprofiles.readiness.dev.yaml"
+CRD_FILE = ROOT / "crds" / "serviceprofiles.readiness.dev.yaml"
 
 
 def test_committed_crd_is_not_stale() -> None:

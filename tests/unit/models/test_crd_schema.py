@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pydantic
 import pytest
 import yaml
+from tests.support.paths import ROOT
 
 from readiness.models import ServiceProfileSpec
 from readiness.models.crd import build_crd, render_crd_yaml
 
-ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "crds" / "serviceprofiles.readiness.dev.yaml"
 
 

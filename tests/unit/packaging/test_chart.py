@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.support.paths import ROOT
 
 from readiness.runtime.settings import Settings
 from readiness.webhook.admitter import HANDLER_ID
 from readiness.webhook.registration import namespace_selector, webhook_configuration
 
-ROOT = Path(__file__).resolve().parent.parent.parent
 CHART = ROOT / "charts" / "readiness-operator"
 DEPLOY = ROOT / "deploy"
 WEBHOOK = DEPLOY / "webhook"

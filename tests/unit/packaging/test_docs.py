@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 from readiness.cli import main as readiness_cli
 

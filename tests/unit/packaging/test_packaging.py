@@ -13,12 +13,12 @@ from typing import Any
 
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
+from tests.support.paths import ROOT
 
 from readiness.models.crd import render_crd_yaml
 from readiness.observe.metrics import Metrics
 from readiness.runtime.settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent.parent
 DEPLOY = ROOT / "deploy"
 MONITORING = DEPLOY / "monitoring"
 CHART = ROOT / "charts" / "readiness-operator"

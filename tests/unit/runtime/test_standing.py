@@ -9,8 +9,8 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from tests.twin import Twin
-from tests.unit.test_reconcile import NS, PROFILE, deployment
+from tests.support.control import NS, PROFILE, deployment
+from tests.support.twin import Twin
 
 from readiness.cache.world import World
 from readiness.control.board import Board

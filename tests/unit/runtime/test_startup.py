@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 from readiness.runtime.settings import unknown_variables
 

@@ -5,20 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any, cast
 
 import kopf
 import pytest
 from kubernetes.client.exceptions import ApiException
+from tests.support.paths import DATA
 
 from readiness import API_GROUP, API_VERSION, PLURAL
 from readiness.k8s.client import _error
 from readiness.runtime.handlers import register
 from readiness.runtime.kopfconfig import NoDiffBase, kopf_settings
 from readiness.runtime.settings import Settings
-
-DATA = Path(__file__).parent.parent / "data"
 
 
 class Recorder:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from tests.twin import Twin
+from tests.support.twin import Twin
 
 from readiness.k8s import ApiError
 

@@ -4,20 +4,18 @@ registration's shape (deploy/webhook/ is the same configuration)."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from tests.unit.test_mutation import FULL, deployment, request
+from tests.support.admission import FULL, deployment, request
+from tests.support.paths import ROOT
 
 from readiness.cache.world import ProfileRecord, World
 from readiness.k8s import ApiError
 from readiness.observe.metrics import Metrics
 from readiness.webhook.admitter import HANDLER_ID, Admitter, ProfileSource
 from readiness.webhook.registration import Registration, namespace_selector, webhook_configuration
-
-ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def profile_body(name: str = "api", generation: int = 1, **sections: Any) -> dict[str, Any]:

@@ -320,3 +320,16 @@ def test_which_new_pods_cannot_start(pods: list[dict[str, Any]], failed: bool) -
     if why is not None:
         assert "new" in why
         assert any(reason in why for reason in CANNOT_START)
+
+
+def test_what_the_pods_security_context_already_gives_is_not_set_again() -> None:
+    body = deployment()
+    body["spec"]["template"]["spec"]["securityContext"] = {
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    ev = run({"security": {"runAsNonRoot": True, "seccompProfile": "RuntimeDefault"}}, body)
+    assert (ev.violations, ev.apply) == ((), None)
+    body["spec"]["template"]["spec"]["containers"][0]["securityContext"] = {"runAsNonRoot": False}
+    ev = run({"security": {"runAsNonRoot": True}}, body)
+    assert [v.check for v in ev.violations] == ["security.runAsNonRoot.mismatch"], "the container's own wins"
