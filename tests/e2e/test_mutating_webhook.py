@@ -382,3 +382,51 @@ def test_a_standby_replica_answers_as_the_active_one_would(
         hooks.stop()
     finally:
         hooks.close()
+
+
+def test_the_production_chapter_is_set_at_admission_and_its_findings_never_mutate(
+    kube: Kube, ns: str, webhooked: Webhooked
+) -> None:
+    """security and profiling are written into a new Deployment at generation 1; images and
+    secrets are findings only, and security under mode Audit is only reported."""
+    webhooked.start()
+    sections: dict[str, Any] = {
+        "security": {
+            "runAsNonRoot": True,
+            "dropAllCapabilities": True,
+            "automountServiceAccountToken": False,
+        },
+        "profiling": {"port": "metrics", "profiles": ["cpu"]},
+        "images": {"forbidLatest": True},
+        "secrets": {},
+    }
+    kube.apply(json.dumps(simple_profile(ns, **sections)))
+    settle_profile(kube, ns, "api")
+    manifest = simple_deployment(ns)
+    container(manifest)["image"] = "registry.example/api:latest"
+    container(manifest)["env"] = [{"name": "DB_PASSWORD", "value": "planted-at-admission"}]
+    create(kube, manifest)
+
+    live = deployment(kube, ns, "api")
+    assert live["metadata"]["generation"] == 1
+    assert container(live)["securityContext"] == {"runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}}
+    assert live["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    annotations = live["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["profiles.grafana.com/cpu.port_name"] == "metrics"
+    assert container(live)["image"] == "registry.example/api:latest", "an image is never rewritten"
+    assert container(live)["env"] == [{"name": "DB_PASSWORD", "value": "planted-at-admission"}]
+    t = wait_for(lambda: target_in(kube, ns, "api", "api", "Violating"), what="api Violating")
+    assert {v["check"] for v in t["violations"]} == {"images.latest", "secrets.literal"}
+    assert "planted-at-admission" not in json.dumps(profile(kube, ns, "api"))
+
+    # The same rule rolled out as Audit first: reported, not written.
+    audit = {**sections, "security": {**sections["security"], "mode": "Audit"}}
+    kube.apply(json.dumps(simple_profile(ns, "audited", "audited", **audit)))
+    settle_profile(kube, ns, "audited")
+    create(kube, simple_deployment(ns, "audited"))
+    live = deployment(kube, ns, "audited")
+    assert "securityContext" not in container(live)
+    assert "profiles.grafana.com/cpu.scrape" in live["spec"]["template"]["metadata"]["annotations"]
+    t = wait_for(lambda: target_in(kube, ns, "audited", "audited", "Violating"), what="audited Violating")
+    assert "security.runAsNonRoot.missing" in {v["check"] for v in t["violations"]}
+    webhooked.stop()

@@ -436,6 +436,110 @@ def test_a_rollout_and_a_scale_down_lose_no_request_with_the_profiles_shutdown_a
     assert without.lost, "without them, pods stop listening while clients still send"
 
 
+ROOT_IMAGE = "readiness-testbed/sample-service:root"
+
+
+def test_runasnonroot_over_a_root_image_fails_the_first_wave_at_once_and_is_put_back(
+    kube: Kube, ns: str, op: Operator
+) -> None:
+    """The kubelet refuses to start a container that would run as root under runAsNonRoot
+    (CreateContainerConfigError). The Deployment shows nothing of it before its
+    progressDeadlineSeconds (600 here): the operator finds it in the rollout's new pods, halts
+    the first wave and puts the old template back."""
+    names = ["cart", "catalog"]
+    for name in names:
+        manifest = service(ns, name)
+        manifest["metadata"]["labels"]["app.kubernetes.io/part-of"] = "shop"
+        manifest["spec"]["progressDeadlineSeconds"] = 600
+        manifest["spec"]["template"]["spec"]["containers"][0]["image"] = ROOT_IMAGE
+        kube.apply(json.dumps(manifest))
+    for name in names:
+        rolled_out(kube, ns, name)
+    before = {n: kube.json("get", "deployment", n, "-n", ns)["metadata"]["generation"] for n in names}
+    hardened = {
+        "apiVersion": "readiness.dev/v1alpha1",
+        "kind": "ServiceProfile",
+        "metadata": {"name": "shop", "namespace": ns},
+        "spec": {
+            "selector": {"matchLabels": {"app.kubernetes.io/part-of": "shop"}},
+            "security": {"runAsNonRoot": True},
+            "rollout": {"maxConcurrent": 1, "onFailure": "Revert"},
+        },
+    }
+    edited = time.monotonic()
+    kube.apply(yaml.safe_dump(hardened))
+    halted = wait_for(
+        lambda: (c := profile_condition(kube, ns, "Progressing")).get("reason") == "RolloutFailed" and c,
+        timeout=120,
+        what="the halt",
+    )
+    detected = time.monotonic() - edited
+    now = {n: kube.json("get", "deployment", n, "-n", ns) for n in names}
+    touched = [n for n in names if now[n]["metadata"]["generation"] > before[n]]
+    assert len(touched) == 1, f"only the first wave was changed: {touched}"
+    (bad,) = touched
+    assert bad in halted["message"]
+    assert "CreateContainerConfigError" in halted["message"], halted["message"]
+    for d in now.values():
+        conditions = {c["type"]: c.get("reason") for c in d["status"].get("conditions", [])}
+        assert conditions.get("Progressing") != "ProgressDeadlineExceeded", (
+            "the pods said it, not the deadline"
+        )
+    t = wait_for(
+        lambda: target_in(kube, ns, "shop", bad, "RolledBack"), timeout=60, what=f"{bad} rolled back"
+    )
+    assert "cannot start" in t["message"]
+    rolled_out(kube, ns, bad)
+    put_back = time.monotonic() - edited - detected
+    template = kube.json("get", "deployment", bad, "-n", ns)["spec"]["template"]["spec"]["containers"][0]
+    assert "runAsNonRoot" not in (template.get("securityContext") or {}), "the old template is back"
+    (other,) = set(names) - {bad}
+    assert target_in(kube, ns, "shop", other, "Pending") is not None, "the next wave waits for a fix"
+    for pod in pods(kube, ns, bad):
+        assert ready_at(pod) is not None
+    sys.stderr.write(
+        f"real node: runAsNonRoot over a root image halted {detected:.1f}s after the edit "
+        f"(progressDeadlineSeconds 600), put back and rolled out {put_back:.1f}s later\n"
+    )
+
+
+def test_a_hardened_service_runs_and_serves_profiles_where_its_annotations_say(
+    kube: Kube, ns: str, op: Operator
+) -> None:
+    """The whole security section on the sample service (its image runs as a non-root user, its
+    root filesystem is never written), and the profiling annotations lead to a real CPU profile."""
+    kube.apply(json.dumps(service(ns)))
+    security = {
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "dropAllCapabilities": True,
+        "readOnlyRootFilesystem": True,
+        "seccompProfile": "RuntimeDefault",
+        "automountServiceAccountToken": False,
+    }
+    profiling = {"port": "metrics", "profiles": ["cpu", "goroutine"]}
+    kube.apply(yaml.safe_dump(simple_profile(ns, "sample", "sample", security=security, profiling=profiling)))
+    wait_for(lambda: target_in(kube, ns, "sample", "sample", "Compliant"), timeout=90, what="Compliant")
+    rolled_out(kube, ns, "sample")
+    pod = one_pod(kube, ns, "sample")
+    assert ready_at(pod) is not None
+    assert app(pod)["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    assert not any(v.get("name", "").startswith("kube-api-access") for v in pod["spec"].get("volumes", []))
+    annotations = pod["metadata"]["annotations"]
+    ports = {p["name"]: p["containerPort"] for p in app(pod)["ports"]}
+    for kind in ("cpu", "goroutine"):
+        assert annotations[f"profiles.grafana.com/{kind}.scrape"] == "true"
+        port = ports[annotations[f"profiles.grafana.com/{kind}.port_name"]]
+        path = annotations[f"profiles.grafana.com/{kind}.path"]
+        query = "?seconds=1" if kind == "cpu" else ""
+        url = f"http://{pod['status']['podIP']}:{port}{path}{query}"
+        with urllib.request.urlopen(url, timeout=15) as response:
+            body = response.read()
+        assert response.status == 200
+        assert body[:2] == b"\x1f\x8b", f"{kind}: a gzipped pprof profile, as pyroscope.scrape takes"
+
+
 def test_the_node_stops_leaving_nothing_behind_and_starts_again(kube: Kube, ns: str, testbed: Any) -> None:
     """What `make testbed-down` does to the node, with pods running on it: no container,
     mount, network interface, network namespace or iptables rule stays; the next `up` brings

@@ -276,9 +276,7 @@ class Rollouts:
         previous pod template back (``revert``) or leave it. Returns how it ended and the
         Deployment as the put-back left it (None when nothing was written). An ApiError from
         the put-back is the caller's: nothing is halted then, and the failure is decided again."""
-        why = (
-            "its new pods did not become available within progressDeadlineSeconds (ProgressDeadlineExceeded)"
-        )
+        why = self._cannot_start.pop((view.namespace, view.name), DEADLINE)
         self._metrics.rollouts.labels(view.namespace, record.name, "failed").inc()
         after: DeploymentView | None = None
         if revert:

@@ -20,6 +20,7 @@ from readiness.control.board import Board
 from readiness.control.events import EventSink
 from readiness.control.reconciler import profile_ref
 from readiness.engine import build_status, matches
+from readiness.engine.desired import FINDINGS
 from readiness.k8s import ApiError, Cluster, ObjectRef
 from readiness.models import ServiceProfileStatus, Target
 from readiness.observe.metrics import Metrics
@@ -113,7 +114,8 @@ class StatusWriter:
             generation=record.generation, targets=targets, previous=previous.conditions, now=self._clock()
         )
         self._announce_applied(record)
-        self._announce(record, previous, targets, audit=spec.mode == "Audit")
+        reported = "Audit" in (spec.mode, spec.security.mode if spec.security else None)
+        self._announce(record, previous, targets, audit=spec.mode == "Audit", reported=reported)
         await self._write(record, status, bound)
         self._metrics.observe_profile(
             namespace,
@@ -143,7 +145,12 @@ class StatusWriter:
         self._events.post(profile_ref(record), "Normal", "Applied", f"applied to {shown}{more}")
 
     def _announce(
-        self, record: ProfileRecord, previous: ServiceProfileStatus, targets: list[Target], audit: bool
+        self,
+        record: ProfileRecord,
+        previous: ServiceProfileStatus,
+        targets: list[Target],
+        audit: bool,
+        reported: bool = False,
     ) -> None:
         """Events for what a person must act on: a warning when a target enters Conflicted,
         Ambiguous or Invalid, and again when its reason changes (a new failure is news); a
@@ -165,9 +172,13 @@ class StatusWriter:
                 self._events.post(ref, "Warning", target.state, f"{target.name}: {target.message}")
                 if target.state in DEPLOYMENT_WARNINGS:
                     self._tell_deployment(record, target, "Warning", target.state, target.message)
-            elif target.state == "Violating" and audit and was != now:
+            elif target.state == "Violating" and was != now and (audit or _unwritten(target, reported)):
+                # What no apply will fix: an Audit profile's findings, the findings-only
+                # sections' (images, secrets) and a section the profile only reports.
                 found = "; ".join(v.message for v in target.violations[:NAMED_IN_EVENT])
-                self._tell_deployment(record, target, "Warning", "NotCompliant", f"(Audit) {found}")
+                self._tell_deployment(
+                    record, target, "Warning", "NotCompliant", f"(Audit) {found}" if audit else found
+                )
             elif target.state == "Compliant" and was is not None and was[0] != "Compliant":
                 self._events.post(ref, "Normal", "Compliant", f"{target.name} is compliant")
                 if was[0] in DEPLOYMENT_WARNINGS or was[0] == "Violating":
@@ -214,3 +225,10 @@ def _same_status(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
     except ValidationError:
         return False
     return parsed.model_dump(mode="json", by_alias=True, exclude_none=True) == wanted
+
+
+def _unwritten(target: Target, reported: bool) -> bool:
+    """Some of the target's violations are findings no apply will fix."""
+    return any(
+        v.check in FINDINGS or (reported and v.check.startswith("security.")) for v in target.violations
+    )

@@ -609,6 +609,9 @@ def _security_of(ctx: SectionInput, c: Managed, declared: Security) -> Plan:
 
 # ---- images and secrets: findings only ----
 
+# The check ids of findings no write fixes: the team changes the manifest.
+FINDINGS = ("images.latest", "images.digest", "secrets.literal")
+
 
 def images(ctx: SectionInput) -> SectionResult:
     """Image references that do not say exactly what runs. Never written: a violation each."""

@@ -18,7 +18,7 @@ from readiness.control.guard import FightGuard
 from readiness.control.reconciler import Outcome, Reconciler
 from readiness.control.rollouts import slots
 from readiness.control.statuswriter import StatusWriter
-from readiness.k8s import ApiError, FieldCause
+from readiness.k8s import ApiError, FieldCause, PodLister
 from readiness.observe.metrics import Metrics
 
 
@@ -32,13 +32,22 @@ class Operator:
         guard: FightGuard | None = None,
         patience: float = 0.0,
         clock: Callable[[], float] = time.time,
+        pods: PodLister | None = None,
     ) -> None:
         self.twin = twin
         self.metrics = Metrics()
         self.board = Board()
         self.events = EventSink(twin, self.metrics)
         self.reconciler = Reconciler(
-            twin, twin.world, self.board, self.metrics, self.events, guard, monotonic=clock, clock=clock
+            twin,
+            twin.world,
+            self.board,
+            self.metrics,
+            self.events,
+            guard,
+            monotonic=clock,
+            clock=clock,
+            pods=pods,
         )
         self.writer = StatusWriter(
             twin,
@@ -485,6 +494,11 @@ def finish_rollout(twin: Twin, name: str) -> None:
     twin.touch(NS, name)
 
 
+def target_of(op: Operator, name: str) -> dict[str, Any]:
+    found: dict[str, Any] = next(t for t in op.status()["targets"] if t["name"] == name)
+    return found
+
+
 def states(op: Operator) -> dict[str, str]:
     return {t["name"]: t["state"] for t in op.status()["targets"]}
 
@@ -599,6 +613,49 @@ async def test_a_failed_rollout_halts_the_profile_and_is_put_back(twin: Twin, on
     await restarted.converge()
     assert len(twin.applies) == 2
     assert condition_of(restarted, "Progressing")["status"] == "True"
+
+
+class Pods:
+    """The pods the kubelet made for the rollout's new ReplicaSet: one that cannot start."""
+
+    def __init__(self) -> None:
+        self.listed: list[tuple[str, dict[str, str]]] = []
+        self.reason: str | None = None
+
+    async def list_pods(self, namespace: str, labels: Any, seconds: float) -> list[dict[str, Any]]:
+        self.listed.append((namespace, dict(labels)))
+        if self.reason is None:
+            return []
+        waiting = {"reason": self.reason, "message": "container has runAsNonRoot and image will run as root"}
+        return [
+            {
+                "metadata": {"name": "api-0-7d9f-x2", "creationTimestamp": "2099-01-01T00:00:00Z"},
+                "status": {"containerStatuses": [{"name": "app", "state": {"waiting": waiting}}]},
+            }
+        ]
+
+
+async def test_new_pods_that_cannot_start_fail_the_rollout_before_its_deadline(twin: Twin) -> None:
+    for i in range(2):
+        twin.add_deployment(deployment(f"api-{i}"))
+    twin.add_profile(NS, "p", {**PROFILE, "rollout": {"maxConcurrent": 1}})
+    pods = Pods()
+    op = Operator(twin, pods=pods)
+    await op.converge()
+    assert [n for n, _ in twin.applies] == ["api-0"]
+    assert await op.reconciler.rollouts.look_at_starts() == [], "pods starting: nothing yet"
+    assert [ns for ns, _ in pods.listed] == [NS], "only the Deployment in flight is looked at"
+
+    pods.reason = "CreateContainerConfigError"
+    assert await op.reconciler.rollouts.look_at_starts() == [(NS, "api-0")]
+    await op.converge()
+    assert states(op) == {"api-0": "RolledBack", "api-1": "Pending"}
+    assert twin.reverts == ["api-0"]
+    message = target_of(op, "api-0")["message"]
+    assert "cannot start" in message
+    assert "CreateContainerConfigError" in message
+    assert "ProgressDeadlineExceeded" not in message
+    assert await op.reconciler.rollouts.look_at_starts() == [], "nothing in flight any more"
 
 
 async def test_drift_and_new_deployments_wait_for_a_slot_like_the_rest(twin: Twin) -> None:
