@@ -1,8 +1,8 @@
 """How many real Deployments already do what the production chapter's last sections ask.
 
 ``python -m bench.chapter`` audits every Deployment of the real-manifest corpus
-(tests/data/real/, see its README for provenance) under one profile with the security section
-in mode Audit, images (no latest, and a digest required) and secrets, and prints per check how
+(tests/data/real/, see its README for provenance) under tests/data/chapter-profile.yaml (the
+security section in mode Audit, images with a digest required, secrets) and prints per check how
 many Deployments pass it: a kube-score/Polaris-style table, from the operator's own engine.
 Nothing here touches a cluster.
 """
@@ -22,20 +22,7 @@ from readiness.models import ServiceProfileSpec
 
 CORPUS = Path(__file__).resolve().parent.parent / "tests" / "data" / "real"
 CHAPTER = ServiceProfileSpec.model_validate(
-    {
-        "selector": {"matchExpressions": [{"key": "readiness.dev/opt-out", "operator": "DoesNotExist"}]},
-        "security": {
-            "mode": "Audit",
-            "runAsNonRoot": True,
-            "allowPrivilegeEscalation": False,
-            "dropAllCapabilities": True,
-            "readOnlyRootFilesystem": True,
-            "seccompProfile": "RuntimeDefault",
-            "automountServiceAccountToken": False,
-        },
-        "images": {"forbidLatest": True, "requireDigest": True},
-        "secrets": {"forbidLiteralValues": True},
-    }
+    yaml.safe_load((CORPUS.parent / "chapter-profile.yaml").read_text())["spec"]
 )
 CHECKS = (
     "security.runAsNonRoot",

@@ -63,6 +63,8 @@ if [ "$(k get node real-0 -o jsonpath='{.status.conditions[?(@.type=="Ready")].s
   k get pods -n shop -l app.kubernetes.io/name=sample -o wide
   echo "curl http://$ip:8080/   ->   $(curl -s --max-time 3 "http://$ip:8080/")"
   echo "GOMEMLIMIT the Go runtime uses: $(curl -s --max-time 3 "http://$ip:9090/metrics" | awk '$1 == "go_gc_gomemlimit_bytes" {printf "%d bytes", $2}')"
+  path=$(k get pods -n shop -l app.kubernetes.io/name=sample -o jsonpath='{.items[0].metadata.annotations.profiles\.grafana\.com/cpu\.path}')
+  echo "a CPU profile where profiles.grafana.com/cpu.path says ($path): $(curl -s --max-time 10 -o /dev/null -w '%{http_code}, %{size_download} bytes of pprof' "http://$ip:9090$path?seconds=1")"
 else
   echo "skipped: $(cat .testbed/real-node-unavailable 2>/dev/null || echo 'the real node real-0 is not Ready') (the tour above ran on kwok nodes)"
 fi

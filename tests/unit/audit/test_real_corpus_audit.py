@@ -56,3 +56,39 @@ def test_every_real_deployment_is_judged_by_the_audit(variant: str) -> None:
         states.update(f.state for f in judged)
     assert set(states) <= {"Compliant", "Violating", "Conflicted", "Invalid"}
     assert states["Violating"] > 0, states
+
+
+def test_the_audit_reports_the_production_chapters_checks_on_real_deployments() -> None:
+    """Under the chapter profile (security in Audit, images, secrets), real manifests show
+    every new finding, and no report carries a literal env value."""
+    (chapter,) = parse((CORPUS.parent / "chapter-profile.yaml").read_text())[0]
+    checks: collections.Counter[str] = collections.Counter()
+    for entry in yaml.safe_load((CORPUS / "corpus.yaml").read_text()):
+        documents, problems = parse((CORPUS / entry["file"]).read_text(), entry["file"])
+        result = audit([*documents, chapter], namespace=Path(entry["file"]).stem, input_errors=problems)
+        assert result.profile_errors == ()
+        for finding in result.findings:
+            checks.update(
+                {v.check.removesuffix(".missing").removesuffix(".mismatch") for v in finding.violations}
+            )
+            literal = [
+                str(e.get("value"))
+                for d in documents
+                for c in (d.body.get("spec", {}).get("template", {}).get("spec", {}).get("containers") or ())
+                for e in c.get("env") or ()
+                if "value" in e and len(str(e.get("value"))) > 6
+            ]
+            for v in finding.violations:
+                if v.check == "secrets.literal":
+                    assert not any(value in v.message for value in literal)
+    assert set(checks) >= {
+        "security.runAsNonRoot",
+        "security.allowPrivilegeEscalation",
+        "security.capabilities",
+        "security.readOnlyRootFilesystem",
+        "security.seccompProfile",
+        "security.automountServiceAccountToken",
+        "images.latest",
+        "images.digest",
+        "secrets.literal",
+    }, checks

@@ -180,6 +180,34 @@ SECTIONS = st.fixed_dictionaries(
                 "level": st.sampled_from(("debug", "info", "warn", "error")),
             },
         ),
+        # The CRD wants at least one setting in security: runAsNonRoot is always drawn.
+        "security": st.fixed_dictionaries(
+            {"runAsNonRoot": st.booleans()},
+            optional={
+                "mode": st.sampled_from(("Enforce", "Audit")),
+                "allowPrivilegeEscalation": st.booleans(),
+                "dropAllCapabilities": st.booleans(),
+                "readOnlyRootFilesystem": st.booleans(),
+                "seccompProfile": st.just("RuntimeDefault"),
+                "automountServiceAccountToken": st.booleans(),
+            },
+        ),
+        "images": st.fixed_dictionaries(
+            {}, optional={"forbidLatest": st.booleans(), "requireDigest": st.booleans()}
+        ),
+        "secrets": st.fixed_dictionaries({}, optional={"forbidLiteralValues": st.booleans()}),
+        "profiling": st.fixed_dictionaries(
+            {"port": PORT_REFS},
+            optional={
+                "path": PATHS,
+                "profiles": st.lists(
+                    st.sampled_from(("cpu", "memory", "goroutine", "block", "mutex", "fgprof")),
+                    min_size=1,
+                    max_size=3,
+                    unique=True,
+                ),
+            },
+        ),
     },
 )
 
