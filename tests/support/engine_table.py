@@ -9,9 +9,10 @@ central promise: apply what it asks, evaluate again, and nothing is left to writ
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import pytest
 from tests.support.apiserver import fields_v1, server_side_apply
 
 from readiness.engine import DeploymentView, Evaluation, evaluate
@@ -271,3 +272,28 @@ def check_idempotence(sections: dict[str, Any], container: dict[str, Any]) -> No
     assert second.problems == ()
     assert second.compliant
     assert run(spec, after) == second, "deterministic"
+
+
+def row_tests(rows: list[Any]) -> tuple[Callable[..., None], Callable[..., None]]:
+    """A section table's two tests: each row's first apply, and that applying it changes nothing
+    more (bind them to ``test_each_section`` and ``test_each_section_is_idempotent``)."""
+
+    @pytest.mark.parametrize(SECTION_ROW, rows)
+    def test_each_section(
+        sections: dict[str, Any],
+        container: dict[str, Any],
+        expected_checks: list[str],
+        expected_spec: dict[str, Any],
+    ) -> None:
+        check_the_first_apply(sections, container, expected_checks, expected_spec)
+
+    @pytest.mark.parametrize(SECTION_ROW, rows)
+    def test_each_section_is_idempotent(
+        sections: dict[str, Any],
+        container: dict[str, Any],
+        expected_checks: list[str],
+        expected_spec: dict[str, Any],
+    ) -> None:
+        check_idempotence(sections, container)
+
+    return test_each_section, test_each_section_is_idempotent

@@ -182,6 +182,22 @@ def _resolve_port(container_spec: Mapping[str, Any], port: int | str) -> int | N
     return None
 
 
+def _pod_port(ctx: SectionInput, port: int | str, section: str, result: SectionResult) -> int | None:
+    """The number of ``port`` on the first managed container that declares it, for a pod
+    annotation; else None, and ``result`` gets the problem."""
+    numbers = (_resolve_port(c.live, port) for c in ctx.containers)
+    number = next((n for n in numbers if n is not None), None)
+    if number is None:
+        result.pod.problems.append(
+            Problem(
+                f"{section}.port.unknown",
+                "spec.template.spec.containers[*].ports",
+                f"{section} port {port!r} is not a port of any managed container",
+            )
+        )
+    return number
+
+
 def _env(
     base: FieldPath, name: str, value: str | None = None, value_from: Any = None
 ) -> tuple[FieldPath, Any]:
@@ -371,16 +387,8 @@ def metrics(ctx: SectionInput) -> SectionResult:
     declared = ctx.spec.metrics
     if declared is None:
         return result
-    numbers = (_resolve_port(c.live, declared.port) for c in ctx.containers)
-    number = next((n for n in numbers if n is not None), None)
+    number = _pod_port(ctx, declared.port, "metrics", result)
     if number is None:
-        result.pod.problems.append(
-            Problem(
-                "metrics.port.unknown",
-                "spec.template.spec.containers[*].ports",
-                f"metrics port {declared.port!r} is not a port of any managed container",
-            )
-        )
         return result
     annotations = (*TEMPLATE, "f:metadata", "f:annotations")
     values = {
@@ -690,16 +698,8 @@ def profiling(ctx: SectionInput) -> SectionResult:
     declared = ctx.spec.profiling
     if declared is None:
         return result
-    numbers = (_resolve_port(c.live, declared.port) for c in ctx.containers)
-    number = next((n for n in numbers if n is not None), None)
+    number = _pod_port(ctx, declared.port, "profiling", result)
     if number is None:
-        result.pod.problems.append(
-            Problem(
-                "profiling.port.unknown",
-                "spec.template.spec.containers[*].ports",
-                f"profiling port {declared.port!r} is not a port of any managed container",
-            )
-        )
         return result
     annotations = (*TEMPLATE, "f:metadata", "f:annotations")
     port = ("port_name", declared.port) if isinstance(declared.port, str) else ("port", str(number))

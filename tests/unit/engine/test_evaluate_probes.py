@@ -9,16 +9,14 @@ import pytest
 from tests.support.apiserver import PROBE_DEFAULTS, server_side_apply
 from tests.support.engine_table import (
     APP,
-    SECTION_ROW,
     app,
-    check_idempotence,
-    check_the_first_apply,
     containers,
     converge,
     ctr,
     deployment,
     pod,
     profile,
+    row_tests,
     run,
 )
 
@@ -111,24 +109,7 @@ ROWS: list[Any] = [
 ]
 
 
-@pytest.mark.parametrize(SECTION_ROW, ROWS)
-def test_each_section(
-    sections: dict[str, Any],
-    container: dict[str, Any],
-    expected_checks: list[str],
-    expected_spec: dict[str, Any],
-) -> None:
-    check_the_first_apply(sections, container, expected_checks, expected_spec)
-
-
-@pytest.mark.parametrize(SECTION_ROW, ROWS)
-def test_each_section_is_idempotent(
-    sections: dict[str, Any],
-    container: dict[str, Any],
-    expected_checks: list[str],
-    expected_spec: dict[str, Any],
-) -> None:
-    check_idempotence(sections, container)
+test_each_section, test_each_section_is_idempotent = row_tests(ROWS)
 
 
 def test_another_handler_alone_means_no_write() -> None:

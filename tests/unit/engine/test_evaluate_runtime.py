@@ -11,10 +11,7 @@ from tests.support.apiserver import server_side_apply
 from tests.support.engine_table import (
     APP,
     LIMITED,
-    SECTION_ROW,
     app,
-    check_idempotence,
-    check_the_first_apply,
     checks,
     containers,
     converge,
@@ -24,6 +21,7 @@ from tests.support.engine_table import (
     env_list,
     pod,
     profile,
+    row_tests,
     run,
 )
 
@@ -39,24 +37,7 @@ ROWS: list[Any] = [
 ]
 
 
-@pytest.mark.parametrize(SECTION_ROW, ROWS)
-def test_each_section(
-    sections: dict[str, Any],
-    container: dict[str, Any],
-    expected_checks: list[str],
-    expected_spec: dict[str, Any],
-) -> None:
-    check_the_first_apply(sections, container, expected_checks, expected_spec)
-
-
-@pytest.mark.parametrize(SECTION_ROW, ROWS)
-def test_each_section_is_idempotent(
-    sections: dict[str, Any],
-    container: dict[str, Any],
-    expected_checks: list[str],
-    expected_spec: dict[str, Any],
-) -> None:
-    check_idempotence(sections, container)
+test_each_section, test_each_section_is_idempotent = row_tests(ROWS)
 
 
 @pytest.mark.parametrize(
