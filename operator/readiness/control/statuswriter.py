@@ -20,7 +20,7 @@ from readiness.control.board import Board
 from readiness.control.events import EventSink
 from readiness.control.reconciler import profile_ref
 from readiness.engine import build_status, matches
-from readiness.engine.desired import FINDINGS
+from readiness.engine.sections import FINDINGS
 from readiness.k8s import ApiError, Cluster, ObjectRef
 from readiness.models import ServiceProfileStatus, Target
 from readiness.observe.metrics import Metrics

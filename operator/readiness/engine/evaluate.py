@@ -11,7 +11,7 @@ from .. import FIELD_MANAGER
 from ..models.profile import ServiceProfileSpec
 from ..models.status import Conflict, Violation
 from .defaults import TOOK
-from .desired import Fragment, plan
+from .desired import plan
 from .fields import (
     POD_SPEC,
     FieldPath,
@@ -28,6 +28,7 @@ from .fields import (
     reverted,
     unchosen,
 )
+from .fragments import Fragment
 from .quantity import QuantityError, parse_quantity, same_quantity
 from .view import DeploymentView
 

@@ -311,6 +311,14 @@ class Profiling(Model):
     ] = ["cpu", "memory", "goroutine"]
     """The profiles to collect: any of cpu, memory, goroutine, block, mutex, fgprof."""
 
+    @field_validator("profiles")
+    @classmethod
+    def _once_each(cls, value: list[ProfileType]) -> list[ProfileType]:
+        twice = next((p for i, p in enumerate(value) if p in value[:i]), None)
+        if twice is not None:
+            raise ValueError(f'Duplicate value: "{twice}"')
+        return value
+
 
 Budget = Annotated[
     int | str,

@@ -1,7 +1,7 @@
 """The engine's section functions, one table each: a profile section and a few containers in,
 the fragments, problems, notes and notices that section asks for out.
 
-Each row calls the section function directly (``desired.probes(ctx)``...); the tables in
+Each row calls the section function directly (``probes(ctx)``...); the tables in
 test_evaluate_*.py check what ``evaluate`` makes of the whole chain.
 """
 
@@ -13,9 +13,18 @@ from typing import Any
 import pytest
 
 from readiness import FIELD_MANAGER
-from readiness.engine import DeploymentView, ManagedEntry, desired
-from readiness.engine.desired import SECTIONS, Managed, Plan, SectionInput, SectionResult, plan
+from readiness.engine import DeploymentView, ManagedEntry
+from readiness.engine.desired import plan
 from readiness.engine.fields import FieldPath, container, human, key
+from readiness.engine.fragments import Managed, Plan, SectionInput, SectionResult
+from readiness.engine.sections import SECTIONS
+from readiness.engine.sections.logs import logging as logs_section
+from readiness.engine.sections.metrics import metrics
+from readiness.engine.sections.probes import probes
+from readiness.engine.sections.resources import resources
+from readiness.engine.sections.runtime import runtime
+from readiness.engine.sections.shutdown import shutdown
+from readiness.engine.sections.tracing import tracing
 from readiness.models import ServiceProfileSpec
 
 ENDPOINT = "http://otel-collector.observability:4317"
@@ -227,9 +236,9 @@ def test_probes(
     section: dict[str, Any] | None, containers: list[dict[str, Any]], fragments: Fragments, problems: Found
 ) -> None:
     context = ctx({"probes": section} if section else {}, *containers)
-    assert run(desired.probes, context) == (fragments, problems, [], [])
-    check_leaf_order(desired.probes, context, fragments)
-    result = desired.probes(context)
+    assert run(probes, context) == (fragments, problems, [], [])
+    check_leaf_order(probes, context, fragments)
+    result = probes(context)
     assert [f.handler for p in result.containers for f in p.fragments] == [
         next(iter(leaves)).split(".")[2] for _, _, leaves, _ in fragments
     ]
@@ -271,7 +280,7 @@ def test_resources(
     section: dict[str, Any] | None, containers: list[dict[str, Any]], fragments: Fragments
 ) -> None:
     context = ctx({} if section is None else {"resources": section}, *containers)
-    assert run(desired.resources, context) == (fragments, [], [], [])
+    assert run(resources, context) == (fragments, [], [], [])
 
 
 # ---- shutdown ----
@@ -306,8 +315,8 @@ def test_shutdown(
     section: dict[str, Any] | None, containers: list[dict[str, Any]], fragments: Fragments
 ) -> None:
     context = ctx({} if section is None else {"shutdown": section}, *containers)
-    assert run(desired.shutdown, context) == (fragments, [], [], [])
-    result = desired.shutdown(context)
+    assert run(shutdown, context) == (fragments, [], [], [])
+    result = shutdown(context)
     assert all(f.handler == "sleep" for p in result.containers for f in p.fragments)
     assert all(f.check == "shutdown.grace" for f in result.pod.fragments)
 
@@ -357,8 +366,8 @@ def test_metrics(
     section: dict[str, Any] | None, containers: list[dict[str, Any]], fragments: Fragments, problems: Found
 ) -> None:
     context = ctx({} if section is None else {"metrics": section}, *containers)
-    assert run(desired.metrics, context) == (fragments, problems, [], [])
-    assert not any(p.fragments or p.problems for p in desired.metrics(context).containers)  # the pod's
+    assert run(metrics, context) == (fragments, problems, [], [])
+    assert not any(p.fragments or p.problems for p in metrics(context).containers)  # the pod's
 
 
 # ---- tracing ----
@@ -481,8 +490,8 @@ def test_tracing(
     notices: list[str],
 ) -> None:
     context = ctx({} if section is None else {"tracing": section}, *containers, ours=ours)
-    assert run(desired.tracing, context) == (fragments, [], [], notices)
-    check_leaf_order(desired.tracing, context, fragments)
+    assert run(tracing, context) == (fragments, [], [], notices)
+    check_leaf_order(tracing, context, fragments)
 
 
 # ---- runtime ----
@@ -564,8 +573,8 @@ def test_runtime(
     notices: list[str],
 ) -> None:
     context = ctx(sections, *containers)
-    assert run(desired.runtime, context) == (fragments, [], notes, notices)
-    check_leaf_order(desired.runtime, context, fragments)
+    assert run(runtime, context) == (fragments, [], notes, notices)
+    check_leaf_order(runtime, context, fragments)
 
 
 # ---- logging ----
@@ -599,8 +608,8 @@ def test_logging(
     section: dict[str, Any] | None, containers: list[dict[str, Any]], fragments: Fragments
 ) -> None:
     context = ctx({} if section is None else {"logging": section}, *containers)
-    assert run(desired.logging, context) == (fragments, [], [], [])
-    check_leaf_order(desired.logging, context, fragments)
+    assert run(logs_section, context) == (fragments, [], [], [])
+    check_leaf_order(logs_section, context, fragments)
 
 
 # ---- the chain ----
