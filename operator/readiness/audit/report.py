@@ -76,6 +76,7 @@ RULES: dict[str, str] = {
     "images.latest": "A container runs an image tagged latest (or untagged): what runs can change unseen",
     "images.digest": "A container runs an image without a digest, and the profile requires one",
     "secrets.literal": "A literal env value looks like a secret; it belongs in a Secret",
+    "security.allowPrivilegeEscalation.privileged": "allowPrivilegeEscalation cannot be false on a privileged container",
     "runtime.go.memory-limit.missing": "GOMEMLIMIT needs a memory limit on the container",
     "deployment.conflict": "Another field manager owns a field the profile sets (conflictPolicy: Report)",
     "deployment.ambiguous": "More than one ServiceProfile selects the Deployment, so none applies",

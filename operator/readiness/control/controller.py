@@ -86,6 +86,7 @@ class Controller:
         self._delivered = False  # a watch event arrived: kopf fills its indexes first
         self._snapshot = snapshot
         self._looked: dict[str, int] = {}  # namespace -> the gate's take-overs when last listed
+        self._counted: set[str] = set()  # namespaces listed whole by this process
         self._looking: dict[str, asyncio.Lock] = {}  # one list per namespace at a time
 
     @property
@@ -230,8 +231,7 @@ class Controller:
         What this replica saw before it stood by is stale (the replica before it has written
         since), and kopf's resumed watches list Deployments and profiles separately: a profile
         listed first fans out to Deployments still stale here, and deciding them applies again
-        what was applied. One list of each settles it; an entry a watch event replaced while
-        the list was under way is newer than the list and stays.
+        what was applied. One list of each settles it.
         """
         takeovers = self._gate.takeovers(namespace)
         if self._snapshot is None or self._looked.get(namespace, 0) == takeovers:
@@ -239,33 +239,48 @@ class Controller:
         async with self._looking.setdefault(namespace, asyncio.Lock()):
             if self._looked.get(namespace, 0) == takeovers:
                 return
-            deployments = {d.name: d for d in self._world.deployments(namespace)}
-            profiles = {p.name: p for p in self._world.profiles(namespace)}
-            listed_profiles = await self._snapshot.list_profiles(namespace, LIST_SECONDS)
-            listed = await self._snapshot.list_deployments(namespace, LIST_SECONDS)
-            log.info(
-                "looking_again", namespace=namespace, deployments=len(listed), profiles=len(listed_profiles)
-            )
-            names = set()
-            for body in listed_profiles:
-                name = str(body["metadata"]["name"])
-                names.add(name)
-                if self._world.profile(namespace, name) is profiles.get(name):
-                    self.index_profile(body)
-                    self.profile_event(None, namespace, name)
-            for name, record in profiles.items():
-                if name not in names and self._world.profile(namespace, name) is record:
-                    self.profile_event("DELETED", namespace, name)
-            names = set()
-            for body in listed:
-                name = str(body["metadata"]["name"])
-                names.add(name)
-                if self._world.stored(namespace, name) is deployments.get(name):
-                    self.deployment_event(None, body)
-            for name, stored in deployments.items():
-                if name not in names and self._world.stored(namespace, name) is stored:
-                    self.deployment_event("DELETED", {"metadata": {"namespace": namespace, "name": name}})
+            await self._relist(namespace)
             self._looked[namespace] = takeovers
+
+    async def _count(self, namespace: str) -> None:
+        """Before the first rollout slot of a namespace: the namespace listed whole, so that
+        every rollout in flight there is counted (kopf's own listing arrives one event at a
+        time, in pages, and a slot given halfway through it would miss some)."""
+        if self._snapshot is None or namespace in self._counted:
+            return
+        async with self._looking.setdefault(namespace, asyncio.Lock()):
+            if namespace not in self._counted:
+                await self._relist(namespace)
+
+    async def _relist(self, namespace: str) -> None:
+        """The namespace's Deployments and profiles as the API has them now; an entry a watch
+        event replaced while the list was under way is newer than the list and stays."""
+        assert self._snapshot is not None
+        deployments = {d.name: d for d in self._world.deployments(namespace)}
+        profiles = {p.name: p for p in self._world.profiles(namespace)}
+        listed_profiles = await self._snapshot.list_profiles(namespace, LIST_SECONDS)
+        listed = await self._snapshot.list_deployments(namespace, LIST_SECONDS)
+        log.info("looking_again", namespace=namespace, deployments=len(listed), profiles=len(listed_profiles))
+        names = set()
+        for body in listed_profiles:
+            name = str(body["metadata"]["name"])
+            names.add(name)
+            if self._world.profile(namespace, name) is profiles.get(name):
+                self.index_profile(body)
+                self.profile_event(None, namespace, name)
+        for name, record in profiles.items():
+            if name not in names and self._world.profile(namespace, name) is record:
+                self.profile_event("DELETED", namespace, name)
+        names = set()
+        for body in listed:
+            name = str(body["metadata"]["name"])
+            names.add(name)
+            if self._world.stored(namespace, name) is deployments.get(name):
+                self.deployment_event(None, body)
+        for name, stored in deployments.items():
+            if name not in names and self._world.stored(namespace, name) is stored:
+                self.deployment_event("DELETED", {"metadata": {"namespace": namespace, "name": name}})
+        self._counted.add(namespace)
 
     def close(self) -> None:
         for timer in self._settle_timers.values():
@@ -282,14 +297,15 @@ class Controller:
                 return False  # another replica is active; it does the work
             await self._look_again(namespace)
             if kind == DEPLOYMENT:
-                listing = self._listed_at + LISTING_QUIET - asyncio.get_running_loop().time()
-                outcome = await self._reconciler.reconcile(namespace, name, max(0.0, listing))
+                counted = self._snapshot is None or namespace in self._counted
+                outcome = await self._reconciler.reconcile(namespace, name, counted)
                 for profile in outcome.changed:
                     self.status(profile)
                 if self._world.stored(namespace, name) is None:
                     self._queue.forget(key)
-                if outcome.again:
-                    self._queue.add_after(key, outcome.again)
+                if outcome.count:
+                    await self._count(namespace)
+                    self._queue.add(key)  # decided again, now that every rollout in flight is known
                 if outcome.retry and outcome.retry_after:
                     return RetryAfter(outcome.retry_after)
                 return outcome.retry

@@ -48,7 +48,7 @@ class Outcome:
     retry: bool = False
     retry_after: float | None = None
     pending: bool = False  # waits for a rollout slot: decided again when one frees
-    again: float = 0.0  # decided again after this many seconds (waiting, not failing)
+    count: bool = False  # the namespace's rollouts in flight must be counted first: decided again then
     changed: set[Key] = field(default_factory=set)  # profiles whose status this moved
 
 
@@ -104,7 +104,7 @@ class Reconciler:
     def settled(self, namespace: str, stored: StoredDeployment) -> bool:
         """True when nothing the decision reads has changed since the last one."""
         key = (namespace, stored.name)
-        if self.rollouts.start_failed(namespace, stored.name):
+        if self.rollouts.start_failed(namespace, stored.name, stored.generation):
             return False  # its new pods cannot start: only the pods said so
         if stored.rollout == "Failed" and self.rollouts.failed_ours(namespace, stored.name):
             return False  # a rollout we started failed: only the rollout column says so
@@ -118,10 +118,10 @@ class Reconciler:
         """The next pass decides every Deployment afresh (the periodic resync)."""
         self._decided.clear()
 
-    async def reconcile(self, namespace: str, name: str, listing: float = 0.0) -> Outcome:
-        """``listing``: seconds until the namespace's Deployments are all listed (a start-up or
-        a re-listing under way); until then no rollout slot is given, since a rollout in flight
-        that is not listed yet would not be counted."""
+    async def reconcile(self, namespace: str, name: str, counted: bool = True) -> Outcome:
+        """``counted``: this process has seen every Deployment of the namespace (listed it
+        whole); until then no rollout slot is given, since a rollout in flight it has not seen
+        yet would not be counted (the answer is ``Outcome.count``)."""
         key = (namespace, name)
         stored = self._world.stored(namespace, name)
         if stored is None:
@@ -136,12 +136,12 @@ class Reconciler:
             "reconcile", attributes={"k8s.namespace.name": namespace, "k8s.deployment.name": name}
         ):
             started = self._monotonic()
-            outcome = await self._reconcile(stored.view(), listing)
+            outcome = await self._reconcile(stored.view(), counted)
             self._metrics.reconciles.labels("retry" if outcome.retry else "ok").inc()
             self._metrics.reconcile_seconds.observe(self._monotonic() - started)
             return outcome
 
-    async def _reconcile(self, view: DeploymentView, listing: float) -> Outcome:
+    async def _reconcile(self, view: DeploymentView, counted: bool) -> Outcome:
         context = self._world.context(view.namespace)
         specs = self._world.specs(view.namespace)
         judgement = judge(view, {name: spec for name, (_, spec) in specs.items()})
@@ -152,7 +152,7 @@ class Reconciler:
         if owner is not None and ev is not None:
             record, spec = specs[owner]
             rollout = rollout_state(view)
-            if self.rollouts.start_failed(view.namespace, view.name):
+            if self.rollouts.start_failed(view.namespace, view.name, view.generation):
                 rollout = "Failed"
             self.rollouts.recover(record, view, rollout)
             halted = self.rollouts.halted(record)
@@ -178,10 +178,10 @@ class Reconciler:
                         view, ev, state="Pending", message=next_change(ev.changes), reason="NextChange"
                     )
                 else:
-                    targets[owner], decided = await self._enforce(record, view, ev, outcome, spec, listing)
+                    targets[owner], decided = await self._enforce(record, view, ev, outcome, spec, counted)
         entries = {name: Entry(specs[name][0].generation, t) for name, t in targets.items()}
         outcome.changed = self._board.record(view.namespace, view.name, entries)
-        if not (outcome.retry or outcome.pending or outcome.again):
+        if not (outcome.retry or outcome.pending or outcome.count):
             self._decided[(view.namespace, view.name)] = (decided.fingerprint, context)
         return outcome
 
@@ -192,7 +192,7 @@ class Reconciler:
         ev: Evaluation,
         outcome: Outcome,
         spec: ServiceProfileSpec,
-        listing: float,
+        counted: bool,
     ) -> tuple[Target, DeploymentView]:
         """The one server-side apply, unless a fight or the API says otherwise."""
         key = (view.namespace, view.name)
@@ -216,8 +216,8 @@ class Reconciler:
                 view, ev, state="Conflicted", message=message, extra=extra, reason="FightLeftAlone"
             ), view
         if view.replicas > 0:  # a Deployment scaled to 0 takes no slot
-            if listing > 0 and not self.rollouts.flying(record, view.name):
-                outcome.again = listing
+            if not counted and not self.rollouts.flying(record, view.name):
+                outcome.count = True
                 message = "waiting for a rollout slot: counting the rollouts in flight"
                 return target(view, ev, state="Pending", message=message, reason="WaitingForSlot"), view
             budget = self.rollouts.take(record, spec, view.name)

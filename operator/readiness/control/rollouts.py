@@ -35,15 +35,18 @@ log = structlog.get_logger("readiness.reconcile")
 # A new pod's container waiting for one of these does not start until the pod template changes
 # (runAsNonRoot over an image that runs as root, a missing ConfigMap key, a bad image name):
 # the rollout has failed, whatever progressDeadlineSeconds still allows.
-CANNOT_START = frozenset(
-    {"CreateContainerConfigError", "CreateContainerError", "RunContainerError", "InvalidImageName"}
-)
+CANNOT_START = frozenset({"CreateContainerConfigError", "InvalidImageName"})
+# These can pass (a name still reserved, a runtime deadline): failed when one look after another
+# finds the same pod waiting for the same reason.
+MAY_PASS = frozenset({"CreateContainerError", "RunContainerError"})
 PODS_SECONDS = 10.0
 DEADLINE = "its new pods did not become available within progressDeadlineSeconds (ProgressDeadlineExceeded)"
 
 
-def cannot_start(pods: list[dict[str, Any]], since: float) -> str | None:
-    """Why a pod created at or after ``since`` cannot start, or None."""
+def sightings(pods: list[dict[str, Any]], since: float) -> dict[tuple[str, str], str]:
+    """(pod, reason) -> what to tell, for each container of a pod created at or after ``since``
+    that waits for a reason in CANNOT_START or MAY_PASS."""
+    found: dict[tuple[str, str], str] = {}
     for pod in pods:
         meta = pod.get("metadata") or {}
         created = str(meta.get("creationTimestamp") or "")
@@ -59,12 +62,23 @@ def cannot_start(pods: list[dict[str, Any]], since: float) -> str | None:
             *(status.get("containerStatuses") or ()),
         ]:
             waiting = (container.get("state") or {}).get("waiting") or {}
-            if waiting.get("reason") in CANNOT_START:
-                detail = str(waiting.get("message") or "")[:200]
-                return (
-                    f"its new pod {meta.get('name')} cannot start: container {container.get('name')} "
-                    f"{waiting['reason']}" + (f" ({detail})" if detail else "")
+            reason = str(waiting.get("reason") or "")
+            if reason in CANNOT_START or reason in MAY_PASS:
+                found[(str(meta.get("name")), reason)] = (
+                    f"its new pod {meta.get('name')} cannot start: container {container.get('name')} {reason}"
                 )
+    return found
+
+
+def cannot_start(
+    pods: list[dict[str, Any]], since: float, before: dict[tuple[str, str], str] | None = None
+) -> str | None:
+    """Why a new pod cannot start: a reason that never passes by itself, or one that may pass
+    seen again on the same pod (``before``: the previous look), else None."""
+    now = sightings(pods, since)
+    for (pod, reason), text in sorted(now.items()):
+        if reason in CANNOT_START or (pod, reason) in (before or {}):
+            return text
     return None
 
 
@@ -172,9 +186,12 @@ class Waves:
     def profiles_flying(self, deployment: str, namespace: str) -> list[Key]:
         return [p for p, flying in self._flying.items() if p[0] == namespace and deployment in flying]
 
-    def all_flying(self) -> list[Key]:
-        """Every Deployment some profile has in flight, once, as (namespace, name)."""
-        return sorted({(profile[0], name) for profile, flying in self._flying.items() for name in flying})
+    def flying_generations(self) -> dict[Key, int]:
+        """Every Deployment some profile has in flight, with the generation our apply produced
+        (0 while the apply is on its way)."""
+        return {
+            (profile[0], name): g for profile, flying in self._flying.items() for name, g in flying.items()
+        }
 
     def forget_profile(self, profile: Key) -> None:
         """The profile went (or was re-created under its name): its waves and halt go with it."""
@@ -209,7 +226,9 @@ class Rollouts:
         self.waves = Waves()
         self._recalled: set[tuple[Key, int]] = set()  # profile generations whose halt was looked up
         self._pods = pods
-        self._cannot_start: dict[Key, str] = {}  # Deployment -> why its new pods cannot start
+        # Deployment -> (the generation whose new pods cannot start, why), until it is failed.
+        self._cannot_start: dict[Key, tuple[int, str]] = {}
+        self._seen: dict[Key, dict[tuple[str, str], str]] = {}  # the last look's sightings
 
     def observer(self, namespace: str) -> Observe:
         def observe(name: str) -> tuple[int, Rollout] | None:
@@ -227,7 +246,8 @@ class Rollouts:
         if rollout == "Failed" and not unfinished:
             prior = self._recall.reported(record, view.name)
             unfinished = prior is not None and prior.rollout == "Progressing"
-        if view.replicas > 0 and unfinished and written_last_by_us(view):
+        halted = self.waves.halted(wave, record.generation, self.observer(view.namespace)) or {}
+        if view.replicas > 0 and unfinished and written_last_by_us(view) and view.name not in halted:
             self.waves.adopt(wave, view.name, view.generation)
         if (wave, record.generation) in self._recalled:
             return
@@ -276,7 +296,8 @@ class Rollouts:
         previous pod template back (``revert``) or leave it. Returns how it ended and the
         Deployment as the put-back left it (None when nothing was written). An ApiError from
         the put-back is the caller's: nothing is halted then, and the failure is decided again."""
-        why = self._cannot_start.pop((view.namespace, view.name), DEADLINE)
+        mark = self._cannot_start.get((view.namespace, view.name))
+        why = mark[1] if mark is not None and mark[0] == view.generation else DEADLINE
         self._metrics.rollouts.labels(view.namespace, record.name, "failed").inc()
         after: DeploymentView | None = None
         if revert:
@@ -296,6 +317,7 @@ class Rollouts:
                 view.generation, "RolloutFailed", f"rollout failed: {why}; left as it is (onFailure: Pause)"
             )
         self.waves.halt((view.namespace, record.name), record.generation, view.name, failure)
+        self._cannot_start.pop((view.namespace, view.name), None)
         log.warning(
             "rollout_failed",
             namespace=view.namespace,
@@ -335,33 +357,48 @@ class Rollouts:
     def forget_deployment(self, namespace: str, name: str) -> None:
         self.waves.forget_deployment(namespace, name)
         self._cannot_start.pop((namespace, name), None)
+        self._seen.pop((namespace, name), None)
 
-    def start_failed(self, namespace: str, name: str) -> bool:
-        """A rollout of ours in flight whose new pods were found unable to start."""
-        return (namespace, name) in self._cannot_start
+    def start_failed(self, namespace: str, name: str, generation: int) -> bool:
+        """The rollout of ours that produced ``generation`` has new pods that cannot start."""
+        mark = self._cannot_start.get((namespace, name))
+        return mark is not None and mark[0] == generation
 
     async def look_at_starts(self) -> list[Key]:
         """The Deployments with a rollout of ours under way whose new pods cannot start, newly
-        found: their pods are listed by the template's labels (nothing is read when none is
-        in flight). The Deployment shows nothing of it until progressDeadlineSeconds passes."""
+        found. The pods of the Deployment's newest ReplicaSet are read only for a rollout whose
+        template is still the one our apply made (nothing is read when none is in flight). The
+        Deployment itself shows nothing of it until progressDeadlineSeconds passes."""
         found: list[Key] = []
         if self._pods is None:
             return found
-        for namespace, name in self.waves.all_flying():
+        flying = self.waves.flying_generations()
+        for key in [k for k in self._cannot_start if k not in flying]:
+            del self._cannot_start[key]
+        for key in [k for k in self._seen if k not in flying]:
+            del self._seen[key]
+        for (namespace, name), generation in sorted(flying.items()):
             stored = self._world.stored(namespace, name)
-            if stored is None or stored.rollout == "Complete" or (namespace, name) in self._cannot_start:
+            if (
+                stored is None
+                or generation == 0
+                or stored.generation != generation  # the team changed the template since: theirs
+                or stored.rollout == "Complete"
+                or (namespace, name) in self._cannot_start
+            ):
                 continue
             view = stored.view()
             since = applied_at(view)
-            if since is None or not view.template_labels:
+            if since is None:
                 continue
             try:
-                pods = await self._pods.list_pods(namespace, view.template_labels, PODS_SECONDS)
+                pods = await self._pods.new_pods(namespace, name, view.template_labels, PODS_SECONDS)
             except ApiError as error:
                 log.warning("pods_unreadable", namespace=namespace, deployment=name, error=str(error))
                 continue
-            why = cannot_start(pods, since)
+            why = cannot_start(pods, since, self._seen.get((namespace, name)))
+            self._seen[(namespace, name)] = sightings(pods, since)
             if why is not None:
-                self._cannot_start[(namespace, name)] = why
+                self._cannot_start[(namespace, name)] = (generation, why)
                 found.append((namespace, name))
         return found

@@ -175,7 +175,8 @@ class StatusWriter:
             elif target.state == "Violating" and was != now and (audit or _unwritten(target, reported)):
                 # What no apply will fix: an Audit profile's findings, the findings-only
                 # sections' (images, secrets) and a section the profile only reports.
-                found = "; ".join(v.message for v in target.violations[:NAMED_IN_EVENT])
+                told = [v for v in target.violations if audit or _unwritten_one(v.check, reported)]
+                found = "; ".join(v.message for v in told[:NAMED_IN_EVENT])
                 self._tell_deployment(
                     record, target, "Warning", "NotCompliant", f"(Audit) {found}" if audit else found
                 )
@@ -229,6 +230,10 @@ def _same_status(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
 
 def _unwritten(target: Target, reported: bool) -> bool:
     """Some of the target's violations are findings no apply will fix."""
-    return any(
-        v.check in FINDINGS or (reported and v.check.startswith("security.")) for v in target.violations
+    return any(_unwritten_one(v.check, reported) for v in target.violations)
+
+
+def _unwritten_one(check: str, reported: bool) -> bool:
+    return check in FINDINGS or (
+        check.startswith("security.") and (reported or check.endswith(".privileged"))
     )

@@ -55,10 +55,11 @@ class Cluster(Protocol):
 
 
 class PodLister(Protocol):
-    """Pods by label, read only while a rollout the operator started is under way."""
+    """The pods of a Deployment's newest ReplicaSet, read only while a rollout the operator
+    started is under way."""
 
-    async def list_pods(
-        self, namespace: str, labels: Mapping[str, str], seconds: float
+    async def new_pods(
+        self, namespace: str, deployment: str, labels: Mapping[str, str], seconds: float
     ) -> list[dict[str, Any]]: ...
 
 
@@ -410,21 +411,57 @@ class KubernetesCluster:
 
         return await self._call(call, "list_deployments")
 
-    async def list_pods(
-        self, namespace: str, labels: Mapping[str, str], seconds: float
+    async def new_pods(
+        self, namespace: str, deployment: str, labels: Mapping[str, str], seconds: float
     ) -> list[dict[str, Any]]:
-        """The pods of one namespace that carry every one of ``labels``."""
+        """The pods of the Deployment's ReplicaSet of the highest revision (from the apiserver's
+        cache: resourceVersion 0), found by the template's labels and that ReplicaSet's
+        pod-template-hash: never another Deployment's pods, nor an older ReplicaSet's."""
         selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
         def call() -> list[dict[str, Any]]:
+            sets = (
+                _body(
+                    self._apps.list_namespaced_replica_set(
+                        namespace,
+                        label_selector=selector,
+                        resource_version="0",
+                        _preload_content=False,
+                        _request_timeout=seconds,
+                    )
+                ).get("items")
+                or ()
+            )
+            owned = [
+                rs
+                for rs in sets
+                if any(
+                    o.get("kind") == "Deployment" and o.get("name") == deployment
+                    for o in rs["metadata"].get("ownerReferences") or ()
+                )
+            ]
+            if not owned:
+                return []
+            newest = max(
+                owned, key=lambda rs: int((rs["metadata"].get("annotations") or {}).get(REVISION, 0))
+            )
+            template_hash = (newest["metadata"].get("labels") or {}).get("pod-template-hash")
+            if not template_hash:
+                return []
             listed = _body(
                 self._core.list_namespaced_pod(
-                    namespace, label_selector=selector, _preload_content=False, _request_timeout=seconds
+                    namespace,
+                    label_selector=f"{selector},pod-template-hash={template_hash}"
+                    if selector
+                    else f"pod-template-hash={template_hash}",
+                    resource_version="0",
+                    _preload_content=False,
+                    _request_timeout=seconds,
                 )
             )
             return [dict(item) for item in listed.get("items") or ()]
 
-        return await self._call(call, "list_pods")
+        return await self._call(call, "new_pods")
 
     async def list_profiles(self, namespace: str, seconds: float) -> list[dict[str, Any]]:
         """The ServiceProfiles of one namespace, as the API has them now."""

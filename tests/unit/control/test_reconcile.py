@@ -619,11 +619,13 @@ class Pods:
     """The pods the kubelet made for the rollout's new ReplicaSet: one that cannot start."""
 
     def __init__(self) -> None:
-        self.listed: list[tuple[str, dict[str, str]]] = []
+        self.listed: list[tuple[str, str]] = []
         self.reason: str | None = None
 
-    async def list_pods(self, namespace: str, labels: Any, seconds: float) -> list[dict[str, Any]]:
-        self.listed.append((namespace, dict(labels)))
+    async def new_pods(
+        self, namespace: str, deployment: str, labels: Any, seconds: float
+    ) -> list[dict[str, Any]]:
+        self.listed.append((namespace, deployment))
         if self.reason is None:
             return []
         waiting = {"reason": self.reason, "message": "container has runAsNonRoot and image will run as root"}

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from readiness.cli import main
-from readiness.control.rollouts import CANNOT_START, cannot_start
+from readiness.control.rollouts import CANNOT_START, cannot_start, sightings
 from readiness.engine import DeploymentView
 from readiness.engine.evaluate import Evaluation, evaluate
 from readiness.engine.secrets import secret_reason
@@ -306,11 +306,12 @@ def pod(name: str, created: float, reason: str | None, deleting: bool = False) -
     ("pods", "failed"),
     [
         ([pod("new", SINCE + 2, "CreateContainerConfigError")], True),
-        ([pod("new", SINCE, "RunContainerError")], True),
+        ([pod("new", SINCE, "InvalidImageName")], True),
         ([pod("old", SINCE - 60, "CreateContainerConfigError")], False),
         ([pod("new", SINCE + 2, "ContainerCreating")], False),
         ([pod("new", SINCE + 2, "ImagePullBackOff")], False),
-        ([pod("new", SINCE + 2, "CreateContainerError", deleting=True)], False),
+        ([pod("new", SINCE + 2, "CreateContainerConfigError", deleting=True)], False),
+        ([pod("new", SINCE + 2, "RunContainerError")], False),  # may pass: seen once
         ([pod("old", SINCE - 60, None), pod("new", SINCE + 1, "InvalidImageName")], True),
     ],
 )
@@ -322,14 +323,39 @@ def test_which_new_pods_cannot_start(pods: list[dict[str, Any]], failed: bool) -
         assert any(reason in why for reason in CANNOT_START)
 
 
-def test_what_the_pods_security_context_already_gives_is_not_set_again() -> None:
-    body = deployment()
-    body["spec"]["template"]["spec"]["securityContext"] = {
-        "runAsNonRoot": True,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-    ev = run({"security": {"runAsNonRoot": True, "seccompProfile": "RuntimeDefault"}}, body)
-    assert (ev.violations, ev.apply) == ((), None)
-    body["spec"]["template"]["spec"]["containers"][0]["securityContext"] = {"runAsNonRoot": False}
-    ev = run({"security": {"runAsNonRoot": True}}, body)
-    assert [v.check for v in ev.violations] == ["security.runAsNonRoot.mismatch"], "the container's own wins"
+def test_a_reason_that_may_pass_fails_the_rollout_when_the_next_look_finds_it_again() -> None:
+    first = [pod("new", SINCE + 2, "CreateContainerError")]
+    assert cannot_start(first, SINCE) is None
+    before = sightings(first, SINCE)
+    assert cannot_start(first, SINCE, before) is not None
+    other = [pod("other", SINCE + 3, "CreateContainerError")]
+    assert cannot_start(other, SINCE, before) is None, "another pod: seen once"
+
+
+@pytest.mark.parametrize(
+    "context",
+    [{"privileged": True}, {"capabilities": {"add": ["SYS_ADMIN"]}}],
+    ids=["privileged", "sys-admin"],
+)
+def test_no_privilege_escalation_is_not_asked_of_a_container_the_apiserver_would_refuse_it_for(
+    context: dict[str, Any],
+) -> None:
+    ev = run(
+        {"security": {"allowPrivilegeEscalation": False, "runAsNonRoot": True}},
+        deployment(securityContext=context),
+    )
+    assert [v.check for v in ev.violations] == [
+        "security.allowPrivilegeEscalation.privileged",
+        "security.runAsNonRoot.missing",
+    ]
+    written = app_of(ev.apply)["securityContext"]
+    assert written == {"runAsNonRoot": True}, "the rest of the section still applies"
+
+
+def test_fgprof_is_fetched_beside_pprof() -> None:
+    ev = run({"profiling": {"port": "pprof", "profiles": ["fgprof"]}}, deployment())
+    assert ev.apply is not None
+    assert (
+        ev.apply["spec"]["template"]["metadata"]["annotations"]["profiles.grafana.com/fgprof.path"]
+        == "/debug/fgprof"
+    )

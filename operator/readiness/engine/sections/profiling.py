@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import posixpath
+
 from readiness.engine.fields import TEMPLATE
 from readiness.engine.fragments import (
     Fragment,
@@ -10,15 +12,23 @@ from readiness.engine.fragments import (
     pod_port,
 )
 
-# Each profile's pprof endpoint below profiling.path, as Go's net/http/pprof (and fgprof) serve them.
+# Each profile's endpoint below profiling.path, as Go's net/http/pprof serves them (fgprof: beside it).
 PROFILE_ENDPOINTS = {
     "cpu": "profile",
     "memory": "allocs",
     "goroutine": "goroutine",
     "block": "block",
     "mutex": "mutex",
-    "fgprof": "fgprof",
 }
+
+
+def _endpoint(path: str, kind: str) -> str:
+    """The profile's endpoint: below ``path``, except fgprof, which Go services mount beside
+    pprof (/debug/fgprof next to /debug/pprof), where Alloy also looks for it."""
+    base = path.rstrip("/")
+    if kind == "fgprof":
+        return f"{posixpath.dirname(base).rstrip('/')}/fgprof"
+    return f"{base}/{PROFILE_ENDPOINTS[kind]}"
 
 
 def profiling(ctx: SectionInput) -> SectionResult:
@@ -38,7 +48,7 @@ def profiling(ctx: SectionInput) -> SectionResult:
         prefix = f"profiles.grafana.com/{kind}"
         values[f"{prefix}.scrape"] = "true"
         values[f"{prefix}.{port[0]}"] = port[1]
-        values[f"{prefix}.path"] = f"{declared.path.rstrip('/')}/{PROFILE_ENDPOINTS[kind]}"
+        values[f"{prefix}.path"] = _endpoint(declared.path, kind)
     result.pod.fragments.append(
         Fragment(
             check="profiling.annotations",

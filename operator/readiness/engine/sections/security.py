@@ -10,6 +10,7 @@ from readiness.engine.fragments import (
     Fragment,
     Managed,
     Plan,
+    Problem,
     SectionInput,
     SectionResult,
     each,
@@ -53,11 +54,26 @@ def _security_of(ctx: SectionInput, c: Managed, declared: Security) -> Plan:
         return name not in own and pod.get(name) == value
 
     wanted: list[tuple[str, str, FieldPath, Any, str]] = []
+    out = Plan()
+    escalates = bool(own.get("privileged")) or "SYS_ADMIN" in (
+        (own.get("capabilities") or {}).get("add") or ()
+    )
     for name, value in (
         ("runAsNonRoot", declared.run_as_non_root),
         ("allowPrivilegeEscalation", declared.allow_privilege_escalation),
         ("readOnlyRootFilesystem", declared.read_only_root_filesystem),
     ):
+        if name == "allowPrivilegeEscalation" and value is False and escalates:
+            # The apiserver refuses false beside privileged or CAP_SYS_ADMIN: the rest still applies.
+            out.notes.append(
+                Problem(
+                    "security.allowPrivilegeEscalation.privileged",
+                    f"{c.where}.securityContext.allowPrivilegeEscalation",
+                    f"container {c.name} is privileged or adds CAP_SYS_ADMIN, so allowPrivilegeEscalation "
+                    "cannot be false; drop those or leave allowPrivilegeEscalation out of the profile",
+                )
+            )
+            continue
         if value is not None and not inherited(name, value):
             wanted.append((name, name, (*base, f"f:{name}"), value, f"{name}={str(value).lower()}"))
     if declared.drop_all_capabilities:
@@ -69,14 +85,13 @@ def _security_of(ctx: SectionInput, c: Managed, declared: Security) -> Plan:
         path = (*base, "f:seccompProfile", "f:type")
         profile = declared.seccomp_profile
         wanted.append(("seccompProfile", "seccompProfile.type", path, profile, f"seccompProfile {profile}"))
-    return Plan(
-        fragments=[
-            Fragment(
-                check=f"security.{check}",
-                field=f"{c.where}.securityContext.{where}",
-                leaves=((path, value),),
-                wants=wants,
-            )
-            for check, where, path, value, wants in wanted
-        ]
-    )
+    out.fragments = [
+        Fragment(
+            check=f"security.{check}",
+            field=f"{c.where}.securityContext.{where}",
+            leaves=((path, value),),
+            wants=wants,
+        )
+        for check, where, path, value, wants in wanted
+    ]
+    return out
