@@ -233,6 +233,24 @@ def bench_operator() -> None:
     if not kubeconfig.exists():
         print("operator start-up and idle RSS: skipped (run `make testbed-up`)")
         return
+    # The operator is ready only once the ServiceProfile CRD is established: a fresh testbed has none.
+    kubectl = [str(ROOT / ".testbed" / "bin" / "kubectl"), f"--kubeconfig={kubeconfig}"]
+    subprocess.run(
+        [*kubectl, "apply", "--server-side", "--force-conflicts", "-k", str(ROOT / "crds")],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            *kubectl,
+            "wait",
+            "--for=condition=Established",
+            "crd/serviceprofiles.readiness.dev",
+            "--timeout=60s",
+        ],
+        check=True,
+        capture_output=True,
+    )
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
