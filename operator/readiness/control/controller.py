@@ -114,7 +114,7 @@ class Controller:
         self._wake(namespace, name)
         if self._reconciler.stale(namespace, stored):
             return  # our own write is on its way; its event decides
-        if self._reconciler.settled(namespace, stored):
+        if self._reconciler.unchanged(namespace, stored):
             for key in self._board.rollout(namespace, name, stored.rollout):
                 self.status(key)
             return
@@ -122,7 +122,7 @@ class Controller:
 
     def _wake(self, namespace: str, name: str) -> None:
         """A rollout slot it held may have freed: the Deployments waiting for it go."""
-        for woken in self._reconciler.rollouts.landed(namespace, name):
+        for woken in self._reconciler.rollouts.woken_by(namespace, name):
             self._queue.add((DEPLOYMENT, namespace, woken))
 
     def profile_event(self, type_: str | None, namespace: str, name: str) -> None:
@@ -194,7 +194,7 @@ class Controller:
         for key in self._world.all_profiles():
             self.status(key)
 
-    async def stand(self, watched: Iterable[str] = ()) -> bool:
+    async def refresh_acting(self, watched: Iterable[str] = ()) -> bool:
         """Whether this replica acts, for the cluster or for any namespace it knows or
         ``watched`` names (a standby's paused watches may have shown it none). A standby
         replica exports no per-profile series (frozen, they would disagree with the active

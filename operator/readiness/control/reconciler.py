@@ -101,7 +101,7 @@ class Reconciler:
         del self._wrote[key]
         return False
 
-    def settled(self, namespace: str, stored: StoredDeployment) -> bool:
+    def unchanged(self, namespace: str, stored: StoredDeployment) -> bool:
         """True when nothing the decision reads has changed since the last one."""
         key = (namespace, stored.name)
         if self.rollouts.start_failed(namespace, stored.name, stored.generation):
@@ -130,7 +130,7 @@ class Reconciler:
             self._guard.forget(key)
             self.rollouts.forget_deployment(namespace, name)
             return Outcome(changed=self._board.record(namespace, name, {}))
-        if self.stale(namespace, stored) or self.settled(namespace, stored):
+        if self.stale(namespace, stored) or self.unchanged(namespace, stored):
             return Outcome(skipped=True)
         with tracer().start_as_current_span(
             "reconcile", attributes={"k8s.namespace.name": namespace, "k8s.deployment.name": name}

@@ -329,7 +329,7 @@ class Rollouts:
         self._events.post(ref, "Warning", failure.state, f"ServiceProfile {record.name}: {failure.message}")
         return failure, after
 
-    def landed(self, namespace: str, name: str) -> list[str]:
+    def woken_by(self, namespace: str, name: str) -> list[str]:
         """The Deployment's rollout moved (or it went): the waiting Deployments of the profiles
         it held a slot of that may go now."""
         woken: list[str] = []

@@ -82,7 +82,7 @@ class Operator:
         # Every background task, started together once kopf is up and stopped together when it stops.
         trimmer = Trimmer(busy=lambda: bool(queue.busy or queue.depth), worked=lambda: queue.taken)
         self.background = [
-            Every(5.0, lambda: controller.stand(peerings.watched), "standing"),
+            Every(5.0, lambda: controller.refresh_acting(peerings.watched), "standing"),
             Every(settings.resync_seconds, controller.resync, "resync"),
             Every(15.0, trimmer.tick, "malloc-trim"),
             Every(5.0, controller.look_at_starts, "rollout-starts"),
@@ -173,7 +173,7 @@ class Operator:
         settings = self.settings
         servers = await self._serve_endpoints()
         await self.peerings.ensure()
-        await self.controller.stand(self.peerings.watched)
+        await self.controller.refresh_acting(self.peerings.watched)
         log.info(
             "operator_starting",
             version=__version__,

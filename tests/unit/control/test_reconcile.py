@@ -119,12 +119,12 @@ async def test_a_status_only_update_costs_no_decision(twin: Twin) -> None:
     stored = twin.world.stored(NS, "api")
     assert stored is not None
     assert stored.rollout == "Progressing"
-    assert op.reconciler.settled(NS, stored)
+    assert op.reconciler.unchanged(NS, stored)
     body["metadata"]["labels"]["tier"] = "web"  # a label is something a selector reads
     twin.touch(NS, "api")
     stored = twin.world.stored(NS, "api")
     assert stored is not None
-    assert not op.reconciler.settled(NS, stored)
+    assert not op.reconciler.unchanged(NS, stored)
 
 
 async def test_audit_reports_without_writing(twin: Twin) -> None:
@@ -525,7 +525,7 @@ async def test_a_profile_change_goes_out_in_waves(twin: Twin) -> None:
     assert len(twin.applies) == 3, "nothing more while both are in flight"
 
     finish_rollout(twin, "api-0")
-    assert op.reconciler.rollouts.landed(NS, "api-0") == ["api-2"], (
+    assert op.reconciler.rollouts.woken_by(NS, "api-0") == ["api-2"], (
         "one slot freed wakes one waiting Deployment"
     )
     await op.converge()
@@ -667,10 +667,10 @@ async def test_drift_and_new_deployments_wait_for_a_slot_like_the_rest(twin: Twi
     op = Operator(twin)
     await op.converge()
     finish_rollout(twin, "api-0")
-    op.reconciler.rollouts.landed(NS, "api-0")
+    op.reconciler.rollouts.woken_by(NS, "api-0")
     await op.converge()
     finish_rollout(twin, "api-1")
-    op.reconciler.rollouts.landed(NS, "api-1")
+    op.reconciler.rollouts.woken_by(NS, "api-1")
     await op.converge()
     assert set(states(op).values()) == {"Compliant"}
     assert len(twin.applies) == 2
@@ -685,7 +685,7 @@ async def test_drift_and_new_deployments_wait_for_a_slot_like_the_rest(twin: Twi
     assert [n for n, _ in twin.applies[2:]] == ["api-0"], "the drift correction took the one slot"
     assert states(op)["api-new"] == "Pending"
     finish_rollout(twin, "api-0")
-    assert op.reconciler.rollouts.landed(NS, "api-0") == ["api-new"]
+    assert op.reconciler.rollouts.woken_by(NS, "api-0") == ["api-new"]
     await op.converge()
     assert [n for n, _ in twin.applies[2:]] == ["api-0", "api-new"]
 

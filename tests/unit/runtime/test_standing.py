@@ -67,19 +67,19 @@ async def test_a_standby_exports_no_profile_series_and_a_take_over_decides_nothi
     ratio = {"namespace": NS, "profile": "p"}
     metrics.observe_profile(NS, "p", ["Compliant"], [], 100)
 
-    assert await controller.stand()
+    assert await controller.refresh_acting()
     assert metrics.registry.get_sample_value("readiness_active") == 1
     assert metrics.registry.get_sample_value("readiness_profile_compliance_ratio", ratio) == 1
 
     peering.rival = 200  # a replica with a higher priority is alive: this one stands by
-    assert not await controller.stand()
+    assert not await controller.refresh_acting()
     assert metrics.registry.get_sample_value("readiness_active") == 0
     assert metrics.profiles() == []
     assert metrics.registry.get_sample_value("readiness_profile_compliance_ratio", ratio) is None
 
     peering.rival = None  # the other one went: this one takes over, from what its watches deliver
     queued = queue.depth
-    assert await controller.stand()
+    assert await controller.refresh_acting()
     assert queue.depth == queued, "nothing decided from what it saw before it stood by"
     assert metrics.registry.get_sample_value("readiness_active") == 1
     controller.close()
@@ -111,7 +111,7 @@ async def test_a_take_over_decides_from_the_cluster_as_it_is_now() -> None:
         snapshot=twin,
     )
     peering.rival = 200
-    assert not await controller.stand([NS])
+    assert not await controller.refresh_acting([NS])
     other = Board()  # the active replica, deciding from the cluster's own world
     await Reconciler(twin, twin.world, other, metrics, EventSink(twin, metrics)).reconcile(NS, "api")
     assert [name for name, _ in twin.applies] == ["api"]
@@ -226,6 +226,6 @@ async def test_a_standby_that_has_seen_nothing_still_knows_it_stands_by() -> Non
     peering.rival = 200
     metrics = Metrics()
     controller = peered(twin, peering, metrics, WorkQueue(metrics), clusterwide=False)
-    assert not await controller.stand(["shop-a"])
+    assert not await controller.refresh_acting(["shop-a"])
     assert metrics.registry.get_sample_value("readiness_active") == 0
     controller.close()
