@@ -75,9 +75,12 @@ def cannot_start(
 ) -> str | None:
     """Why a new pod cannot start: a reason that never passes by itself, or one that may pass
     seen again on the same pod (``before``: the previous look), else None."""
-    now = sightings(pods, since)
+    return _verdict(sightings(pods, since), before or {})
+
+
+def _verdict(now: dict[tuple[str, str], str], before: dict[tuple[str, str], str]) -> str | None:
     for (pod, reason), text in sorted(now.items()):
-        if reason in CANNOT_START or (pod, reason) in (before or {}):
+        if reason in CANNOT_START or (pod, reason) in before:
             return text
     return None
 
@@ -396,8 +399,9 @@ class Rollouts:
             except ApiError as error:
                 log.warning("pods_unreadable", namespace=namespace, deployment=name, error=str(error))
                 continue
-            why = cannot_start(pods, since, self._seen.get((namespace, name)))
-            self._seen[(namespace, name)] = sightings(pods, since)
+            now = sightings(pods, since)
+            why = _verdict(now, self._seen.get((namespace, name), {}))
+            self._seen[(namespace, name)] = now
             if why is not None:
                 self._cannot_start[(namespace, name)] = (generation, why)
                 found.append((namespace, name))

@@ -22,7 +22,7 @@ from readiness.control.reconciler import profile_ref
 from readiness.engine import build_status, matches
 from readiness.engine.sections import FINDINGS
 from readiness.k8s import ApiError, Cluster, ObjectRef
-from readiness.models import ServiceProfileStatus, Target
+from readiness.models import ServiceProfileStatus, Target, Violation
 from readiness.observe.metrics import Metrics
 
 log = structlog.get_logger("readiness.status")
@@ -172,10 +172,9 @@ class StatusWriter:
                 self._events.post(ref, "Warning", target.state, f"{target.name}: {target.message}")
                 if target.state in DEPLOYMENT_WARNINGS:
                     self._tell_deployment(record, target, "Warning", target.state, target.message)
-            elif target.state == "Violating" and was != now and (audit or _unwritten(target, reported)):
+            elif target.state == "Violating" and was != now and (told := _told(target, audit, reported)):
                 # What no apply will fix: an Audit profile's findings, the findings-only
                 # sections' (images, secrets) and a section the profile only reports.
-                told = [v for v in target.violations if audit or _unwritten_one(v.check, reported)]
                 found = "; ".join(v.message for v in told[:NAMED_IN_EVENT])
                 self._tell_deployment(
                     record, target, "Warning", "NotCompliant", f"(Audit) {found}" if audit else found
@@ -228,12 +227,13 @@ def _same_status(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
     return parsed.model_dump(mode="json", by_alias=True, exclude_none=True) == wanted
 
 
-def _unwritten(target: Target, reported: bool) -> bool:
-    """Some of the target's violations are findings no apply will fix."""
-    return any(_unwritten_one(v.check, reported) for v in target.violations)
-
-
-def _unwritten_one(check: str, reported: bool) -> bool:
-    return check in FINDINGS or (
-        check.startswith("security.") and (reported or check.endswith(".privileged"))
-    )
+def _told(target: Target, audit: bool, reported: bool) -> list[Violation]:
+    """The target's violations no apply will fix: all of an Audit profile's; else the
+    findings-only checks, and a security section's when the profile only reports it."""
+    return [
+        v
+        for v in target.violations
+        if audit
+        or v.check in FINDINGS
+        or (v.check.startswith("security.") and (reported or v.check.endswith(".privileged")))
+    ]

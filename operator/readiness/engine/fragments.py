@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from readiness import FIELD_MANAGER
-from readiness.engine.fields import FieldPath, container, key, ours, owners
+from readiness.engine.fields import TEMPLATE, FieldPath, container, key, ours, owners
 from readiness.engine.quantity import same_quantity
 from readiness.engine.view import DeploymentView
 from readiness.models.profile import (
@@ -133,6 +133,17 @@ def resolve_port(container_spec: Mapping[str, Any], port: int | str) -> int | No
         if isinstance(port, str) and entry.get("name") == port:
             return int(entry["containerPort"])
     return None
+
+
+def annotations_fragment(check: str, values: Mapping[str, str], wants: str) -> Fragment:
+    """A fragment of pod template annotations (what scrapers and profilers discover pods by)."""
+    annotations = (*TEMPLATE, "f:metadata", "f:annotations")
+    return Fragment(
+        check=check,
+        field="spec.template.metadata.annotations",
+        leaves=tuple(((*annotations, f"f:{k}"), v) for k, v in values.items()),
+        wants=wants,
+    )
 
 
 def pod_port(ctx: SectionInput, port: int | str, section: str, result: SectionResult) -> int | None:

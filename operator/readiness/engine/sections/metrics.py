@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from readiness.engine.fields import TEMPLATE
 from readiness.engine.fragments import (
-    Fragment,
     SectionInput,
     SectionResult,
+    annotations_fragment,
     pod_port,
 )
 
@@ -21,7 +20,6 @@ def metrics(ctx: SectionInput) -> SectionResult:
     number = pod_port(ctx, declared.port, "metrics", result)
     if number is None:
         return result
-    annotations = (*TEMPLATE, "f:metadata", "f:annotations")
     values = {
         "prometheus.io/scrape": "true",
         "prometheus.io/port": str(number),
@@ -29,11 +27,10 @@ def metrics(ctx: SectionInput) -> SectionResult:
         "prometheus.io/scheme": declared.scheme,
     }
     result.pod.fragments.append(
-        Fragment(
-            check="metrics.annotations",
-            field="spec.template.metadata.annotations",
-            leaves=tuple(((*annotations, f"f:{k}"), v) for k, v in values.items()),
-            wants=f"prometheus.io/* scrape annotations for port {number}{declared.path}",
+        annotations_fragment(
+            "metrics.annotations",
+            values,
+            f"prometheus.io/* scrape annotations for port {number}{declared.path}",
         )
     )
     return result

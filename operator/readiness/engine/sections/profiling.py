@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import posixpath
 
-from readiness.engine.fields import TEMPLATE
 from readiness.engine.fragments import (
-    Fragment,
     SectionInput,
     SectionResult,
+    annotations_fragment,
     pod_port,
 )
 
@@ -41,7 +40,6 @@ def profiling(ctx: SectionInput) -> SectionResult:
     number = pod_port(ctx, declared.port, "profiling", result)
     if number is None:
         return result
-    annotations = (*TEMPLATE, "f:metadata", "f:annotations")
     port = ("port_name", declared.port) if isinstance(declared.port, str) else ("port", str(number))
     values: dict[str, str] = {}
     for kind in declared.profiles:
@@ -50,11 +48,10 @@ def profiling(ctx: SectionInput) -> SectionResult:
         values[f"{prefix}.{port[0]}"] = port[1]
         values[f"{prefix}.path"] = _endpoint(declared.path, kind)
     result.pod.fragments.append(
-        Fragment(
-            check="profiling.annotations",
-            field="spec.template.metadata.annotations",
-            leaves=tuple(((*annotations, f"f:{k}"), v) for k, v in values.items()),
-            wants=f"profiles.grafana.com/* annotations for {', '.join(declared.profiles)} on port {declared.port}",
+        annotations_fragment(
+            "profiling.annotations",
+            values,
+            f"profiles.grafana.com/* annotations for {', '.join(declared.profiles)} on port {declared.port}",
         )
     )
     return result
