@@ -222,6 +222,36 @@ def node_components() -> tuple[Component, ...]:
     )
 
 
+def _prometheus() -> Component:
+    """Prometheus and promtool (owner: the Prometheus work; module testbed/prometheus/)."""
+    module = "github.com/prometheus/prometheus"
+    return Component(
+        name="prometheus",
+        module_dir="prometheus",
+        module=module,
+        packages=(f"{module}/cmd/prometheus", f"{module}/cmd/promtool"),
+        programs=("prometheus", "promtool"),
+    )
+
+
+def _otel_collector() -> Component:
+    """An OpenTelemetry Collector of the core components this project needs (module testbed/otelcol/)."""
+    return Component(
+        name="otelcol",
+        module_dir="otelcol",
+        module="go.opentelemetry.io/collector/otelcol",
+        packages=(".",),
+        programs=("otelcol",),
+    )
+
+
+def observer_components() -> tuple[Component, ...]:
+    """What consumes the operator's output on the testbed: Prometheus (and promtool), which
+    scrapes the annotated pods and evaluates the alert rules, and an OpenTelemetry Collector,
+    which receives the traces."""
+    return (_prometheus(), _otel_collector())
+
+
 def cache_root() -> Path:
     override = os.environ.get("READINESS_TESTBED_CACHE")
     if override:
@@ -300,6 +330,11 @@ def ensure_binaries(log: bool = True) -> dict[str, Path]:
 def ensure_node_binaries(log: bool = True) -> dict[str, Path]:
     """Return the real node's programs (and its images' programs), building what the cache lacks."""
     return _ensure(node_components(), log)
+
+
+def ensure_observer_binaries(log: bool = True) -> dict[str, Path]:
+    """Return Prometheus', promtool's and the collector's paths, building what the cache lacks."""
+    return _ensure(observer_components(), log)
 
 
 def _ensure(wanted: tuple[Component, ...], log: bool) -> dict[str, Path]:
