@@ -235,14 +235,18 @@ def _prometheus() -> Component:
 
 
 def _otel_collector() -> Component:
-    """An OpenTelemetry Collector of the core components this project needs (module testbed/otelcol/)."""
-    return Component(
+    """An OpenTelemetry Collector of the core components this project needs (module testbed/otelcol/):
+    the OTLP receiver, the batch and memory_limiter processors, contrib's file exporter and the debug
+    exporter, assembled by the module's own main.go (every collector module pinned at one release)."""
+    base = Component(
         name="otelcol",
         module_dir="otelcol",
         module="go.opentelemetry.io/collector/otelcol",
         packages=(".",),
         programs=("otelcol",),
     )
+    # `otelcol --version` prints the pinned release (main.go's BuildInfo; "dev" without the flag).
+    return dataclasses.replace(base, ldflags=(f"-X main.version={base.version()}",))
 
 
 def observer_components() -> tuple[Component, ...]:
