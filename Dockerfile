@@ -13,10 +13,11 @@ WORKDIR /src
 RUN python -m venv /opt/readiness
 COPY pyproject.toml constraints.txt README.md ./
 COPY operator/ operator/
-# The same pins as development and CI; pip compiles the bytecode, so the read-only runtime
-# never needs to write __pycache__.
-RUN /opt/readiness/bin/pip install --constraint constraints.txt . \
- && /opt/readiness/bin/python -m compileall -q /opt/readiness \
+# The same pins as development and CI. The bytecode is compiled once, unchecked-hash: a
+# timestamp .pyc goes stale when a builder rounds sub-second mtimes into the layer tar (buildah
+# does), and the read-only runtime would then recompile those modules at every start.
+RUN /opt/readiness/bin/pip install --no-compile --constraint constraints.txt . \
+ && /opt/readiness/bin/python -m compileall -q -f --invalidation-mode unchecked-hash /opt/readiness \
  && /opt/readiness/bin/python -c "import readiness.runtime.app" \
  && /opt/readiness/bin/readiness --version
 
