@@ -9,9 +9,13 @@ Dockerfile with a real builder (buildah) and no image registry.
 2. **Storage.** buildah gets a store of its own under ``<cache>/operator-image/storage-<driver>/``
    (``CONTAINERS_STORAGE_CONF``), a registries.conf with no search registries
    (``CONTAINERS_REGISTRIES_CONF``), a signature policy and ``TMPDIR`` there too, and every
-   command runs with ``--pull=never``: nothing lands in /var/lib/containers or /var/tmp, nothing
-   is ever pulled, and removing ``<cache>/operator-image`` removes it all. The driver is overlay
-   when containers/storage accepts this filesystem for it (ext4 here), else vfs.
+   command runs with ``--pull=never``: nothing is ever pulled. The build runs in a child process
+   with a mount namespace of its own, where /var/lib is an overlay writing to
+   ``<cache>/operator-image/var-lib/`` (buildah 1.28 writes its blob-info cache to
+   /var/lib/containers/cache whatever its store, with no option to move it), so nothing lands in
+   /var/lib/containers or /var/tmp, no mount outlives the build, and removing
+   ``<cache>/operator-image`` removes it all. The driver is overlay when containers/storage
+   accepts this filesystem for it (ext4 here), else vfs.
 3. **Base image** ``localhost/readiness-testbed/python:3.11``, in place of ``python:3.11-slim``:
    ``debootstrap --variant=minbase`` of the suite's python3.11, python3.11-venv (ensurepip for
    the venv's pip), python3-distutils (a dependency of python3.11-venv that debootstrap's
@@ -50,10 +54,10 @@ Dockerfile with a real builder (buildah) and no image registry.
 Measured on the 2-core Debian bookworm VM this was written on (shared with other builds;
 overlay driver on ext4, buildah 1.28.2): the base is 128 MB uncompressed (50 MB gzipped), one
 layer; the operator's image is 90 MB compressed (the archive) and 349 MB uncompressed in 2
-layers: the base and the virtualenv (220 MB; 40 MB gzipped). A cold build takes about 2 min 15 s:
-the base ~75 s (debootstrap ~65 s), ``buildah bud`` ~50 s (mostly pip), the smoke test, push and
-archive ~10 s. A source change rebuilds only the image (~65 s). A warm call (archive cached) takes
-~0.05 s: one ``buildah inspect``, no build. Installing buildah and debootstrap with apt-get, when
+layers: the base and the virtualenv (220 MB; 40 MB gzipped). A cold build takes 110-135 s (other
+builds share the cores): the base 55-75 s (debootstrap 45-65 s), ``buildah bud`` ~50 s (mostly
+pip), the smoke test, push and archive ~10 s. A source change rebuilds only the image (~65 s). A
+warm call (archive cached) takes ~0.05 s: one ``buildah inspect``, no build. Installing buildah and debootstrap with apt-get, when
 missing, takes ~15 s more. In the image, every .pyc under /opt/readiness is unchecked-hash (none
 is rewritten when the operator's modules are imported) and ``readiness --version``, ``readiness
 crd`` and the runtime's imports work as UID 65532 on a read-only root with only /tmp writable.
@@ -642,79 +646,155 @@ def ensure_operator_image(log: bool = True) -> Path:
     """The path of ``readiness-operator:dev``'s image archive (``images.import_archive`` imports
     it), building the base, the image and the archive where the cache lacks them."""
     home = image_dir()
-    started = time.monotonic()
     with _lock(home):
         if shutil.which("buildah") is None:
             ensure_tools()
         buildah = Buildah(home, _storage_driver(home))
         buildah.prepare()
-        base_cached = buildah.labels(BASE_IMAGE)
-        key = image_key(base_key())
-        out = home / f"readiness-operator-dev-{key}.oci.tar"
-        sidecar = out.with_name(out.name + ".json")
-        if out.is_file() and sidecar.is_file() and base_cached is not None:
+        out = _archive_path(buildah)
+        if out is not None:
             _say(log, f"{IMAGE}: cached {out}")
             return out
-        base = _ensure_base(buildah, log)
-        base_labels = buildah.labels(BASE_IMAGE) or {}
-        _say(log, f"building {IMAGE} with buildah from {REPO_ROOT / 'Dockerfile'} (about a minute)")
-        build_started = time.monotonic()
-        build_log = home / "build.log"
-        build_log.write_text("")
-        conf_dir = Path(tempfile.mkdtemp(prefix=".pip-", dir=home))
-        try:
-            buildah.run(
-                "bud",
-                "--isolation=chroot",
-                "--network=host",
-                "--pull=never",
-                "--layers=false",
-                buildah.policy(),
-                f"--build-arg=PYTHON_IMAGE={BASE_IMAGE}",
-                f"--file={REPO_ROOT / 'Dockerfile'}",
-                f"--tag={IMAGE}",
-                *_pip_mounts(pip_settings(), conf_dir),
-                str(REPO_ROOT),
-                log=build_log,
-            )
-        finally:
-            shutil.rmtree(conf_dir, ignore_errors=True)
-        build_seconds = time.monotonic() - build_started
-        _smoke_test(buildah)
-        partial = out.with_name(f".{out.name}.{os.getpid()}")
-        partial.unlink(missing_ok=True)
-        try:
-            buildah.run("push", "--quiet", buildah.policy(), IMAGE, f"oci-archive:{partial}:{IMAGE}")
-            found = _add_docker_manifest(partial)
-            partial.rename(out)
-        finally:
-            partial.unlink(missing_ok=True)
-        buildah.run("rmi", "--prune", check=False)  # the image this one replaces
-        total = time.monotonic() - started
-        archive_bytes = out.stat().st_size
-        uncompressed = sum(found.layer_bytes_uncompressed)
-        record = dataclasses.asdict(found) | {
-            "image": IMAGE,
-            "archive": out.name,
-            "archive_bytes": archive_bytes,
-            "uncompressed_bytes": uncompressed,
-            "layers": len(found.layer_bytes_uncompressed),
-            "base_image": BASE_IMAGE,
-            "base_key": base,
-            "base_rootfs_bytes": int(base_labels.get(BASE_BYTES_LABEL, "0")),
-            "base_build_seconds": int(base_labels.get(BASE_SECONDS_LABEL, "0")),
-            "base_built_now": base_cached is None or base_cached.get(KEY_LABEL) != base,
-            "bud_seconds": round(build_seconds),
-            "total_seconds": round(total),
-            "storage_driver": buildah.driver,
-        }
-        sidecar.write_text(json.dumps(record, indent=2) + "\n")
-        for stale in home.glob("readiness-operator-dev-*.oci.tar*"):
-            if stale not in (out, sidecar):
-                stale.unlink(missing_ok=True)
-        _say(
-            log,
-            f"built {IMAGE} in {total:.0f}s -> {out} ({archive_bytes / 1e6:.0f} MB compressed, "
-            f"{uncompressed / 1e6:.0f} MB in {len(found.layer_bytes_uncompressed)} layers)",
-        )
+        if os.geteuid() != 0:
+            raise RuntimeError(f"building {IMAGE} needs root (debootstrap, buildah's chroot isolation)")
+        _build_in_namespace(home, log)
+        out = _archive_path(buildah)
+        if out is None:
+            raise RuntimeError(f"building {IMAGE} left no archive in {home}")
         return out
+
+
+def _archive_path(buildah: Buildah) -> Path | None:
+    """The archive for the sources as they are, when it is built (and its base is in the store)."""
+    out = buildah.home / f"readiness-operator-dev-{image_key(base_key())}.oci.tar"
+    sidecar = out.with_name(out.name + ".json")
+    if out.is_file() and sidecar.is_file() and buildah.labels(BASE_IMAGE) is not None:
+        return out
+    return None
+
+
+def _build_in_namespace(home: Path, log: bool) -> None:
+    """Run ``_build`` in a child process with a mount namespace of its own, in which /var/lib is
+    an overlay whose writes land in ``<home>/var-lib/``: buildah 1.28 keeps its blob-info cache
+    in /var/lib/containers/cache whatever its store (commit and push write it), and there is no
+    option to move it. Every mount the build makes (buildah's, debootstrap's /proc and /sys)
+    also ends with that process, whatever happens to it."""
+    upper, work = home / "var-lib" / "upper", home / "var-lib" / "work"
+    for directory in (upper, work):
+        directory.mkdir(parents=True, exist_ok=True)
+    error = home / ".build-error"
+    error.unlink(missing_ok=True)
+    paths = [str(TESTBED_DIR), *filter(None, [os.environ.get("PYTHONPATH")])]
+    script = (
+        "import sys; from readiness_testbed.operator_image import _build_child; _build_child(sys.argv[1:])"
+    )
+    command = ["unshare", "--mount", "--propagation=private", "--", sys.executable, "-c", script]
+    result = subprocess.run(
+        [*command, str(upper), str(work), "1" if log else "0"],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)},
+        check=False,
+    )
+    if result.returncode != 0:
+        details = error.read_text() if error.is_file() else f"exit status {result.returncode}"
+        error.unlink(missing_ok=True)
+        raise RuntimeError(f"building {IMAGE} failed: {details}")
+
+
+def _build_child(args: list[str]) -> None:
+    """The child of ``_build_in_namespace``: overlay /var/lib, then build."""
+    upper, work, log = args[0], args[1], args[2] == "1"
+    overlay = subprocess.run(
+        [
+            "mount",
+            "-t",
+            "overlay",
+            "overlay",
+            "-o",
+            f"lowerdir=/var/lib,upperdir={upper},workdir={work}",
+            "/var/lib",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if overlay.returncode != 0:
+        _say(
+            log, f"/var/lib not overlaid ({overlay.stderr.strip()}): buildah writes /var/lib/containers/cache"
+        )
+    home = image_dir()
+    try:
+        _build(Buildah(home, _storage_driver(home)), log)
+    except RuntimeError as exc:
+        (home / ".build-error").write_text(str(exc))
+        sys.exit(1)
+
+
+def _build(buildah: Buildah, log: bool) -> None:
+    """Build the base (if need be), the image and its archive, and write the facts beside it."""
+    home = buildah.home
+    started = time.monotonic()
+    base_cached = buildah.labels(BASE_IMAGE)
+    base = _ensure_base(buildah, log)
+    out = home / f"readiness-operator-dev-{image_key(base)}.oci.tar"
+    sidecar = out.with_name(out.name + ".json")
+    base_labels = buildah.labels(BASE_IMAGE) or {}
+    _say(log, f"building {IMAGE} with buildah from {REPO_ROOT / 'Dockerfile'} (about a minute)")
+    build_started = time.monotonic()
+    build_log = home / "build.log"
+    build_log.write_text("")
+    conf_dir = Path(tempfile.mkdtemp(prefix=".pip-", dir=home))
+    try:
+        buildah.run(
+            "bud",
+            "--isolation=chroot",
+            "--network=host",
+            "--pull=never",
+            "--layers=false",
+            buildah.policy(),
+            f"--build-arg=PYTHON_IMAGE={BASE_IMAGE}",
+            f"--file={REPO_ROOT / 'Dockerfile'}",
+            f"--tag={IMAGE}",
+            *_pip_mounts(pip_settings(), conf_dir),
+            str(REPO_ROOT),
+            log=build_log,
+        )
+    finally:
+        shutil.rmtree(conf_dir, ignore_errors=True)
+    build_seconds = time.monotonic() - build_started
+    _smoke_test(buildah)
+    partial = out.with_name(f".{out.name}.{os.getpid()}")
+    partial.unlink(missing_ok=True)
+    try:
+        buildah.run("push", "--quiet", buildah.policy(), IMAGE, f"oci-archive:{partial}:{IMAGE}")
+        found = _add_docker_manifest(partial)
+        partial.rename(out)
+    finally:
+        partial.unlink(missing_ok=True)
+    buildah.run("rmi", "--prune", check=False)  # the image this one replaces
+    total = time.monotonic() - started
+    archive_bytes = out.stat().st_size
+    uncompressed = sum(found.layer_bytes_uncompressed)
+    record = dataclasses.asdict(found) | {
+        "image": IMAGE,
+        "archive": out.name,
+        "archive_bytes": archive_bytes,
+        "uncompressed_bytes": uncompressed,
+        "layers": len(found.layer_bytes_uncompressed),
+        "base_image": BASE_IMAGE,
+        "base_key": base,
+        "base_rootfs_bytes": int(base_labels.get(BASE_BYTES_LABEL, "0")),
+        "base_build_seconds": int(base_labels.get(BASE_SECONDS_LABEL, "0")),
+        "base_built_now": base_cached is None or base_cached.get(KEY_LABEL) != base,
+        "bud_seconds": round(build_seconds),
+        "total_seconds": round(total),
+        "storage_driver": buildah.driver,
+    }
+    sidecar.write_text(json.dumps(record, indent=2) + "\n")
+    for stale in home.glob("readiness-operator-dev-*.oci.tar*"):
+        if stale not in (out, sidecar):
+            stale.unlink(missing_ok=True)
+    _say(
+        log,
+        f"built {IMAGE} in {total:.0f}s -> {out} ({archive_bytes / 1e6:.0f} MB compressed, "
+        f"{uncompressed / 1e6:.0f} MB in {len(found.layer_bytes_uncompressed)} layers)",
+    )
