@@ -1,8 +1,11 @@
 """The docs stay true: links resolve, every page is reachable from the README, the README stays a
-front door, and the commands it tells a newcomer to run still exist.
+front door, the commands it tells a newcomer to run still exist, and its monitoring section shows
+the scrape job, the metrics and the alerts there are.
 
 No cluster and no network: links are checked against the work tree, `make` targets against the
-Makefile, paths against the repository, and `readiness` commands against the click app itself.
+Makefile, paths against the repository, `readiness` commands against the click app itself, the
+scrape job against the testbed's, the metrics against a fresh registry and the alerts against
+deploy/monitoring/prometheusrule.yaml.
 """
 
 from __future__ import annotations
@@ -15,10 +18,15 @@ from pathlib import Path
 
 import click
 import pytest
+import yaml
 from click.testing import CliRunner
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from prometheus_client.metrics import MetricWrapperBase
 from tests.support.paths import ROOT
 
 from readiness.cli import main as readiness_cli
+from readiness.observe.metrics import Metrics
+from readiness_testbed.observers import pod_scrape_config, prometheus_config
 
 README = ROOT / "README.md"
 DOCS = ROOT / "docs"
@@ -371,6 +379,111 @@ def test_the_readme_shows_the_two_commands() -> None:
     assert ["make", "test"] in heads
 
 
+# ---- 5. the README's monitoring section is what there is ----
+
+RULES = ROOT / "deploy" / "monitoring" / "prometheusrule.yaml"
+
+
+def section(text: str, title: str) -> str:
+    """The body of a page's ``## title`` section, up to the next heading of level 1 or 2."""
+    lines = text.splitlines()
+    heads = [(number, match) for number, line in prose_lines(text) if (match := HEADING.match(line))]
+    start = next(number for number, match in heads if match.group(1) == "##" and match.group(2) == title)
+    end = next(
+        (number for number, match in heads if number > start and len(match.group(1)) <= 2), len(lines) + 1
+    )
+    return "\n".join(lines[start : end - 1])
+
+
+def tables(text: str) -> dict[str, list[list[str]]]:
+    """The Markdown tables of ``text`` outside code, by their first header cell: each row's cells,
+    the header and the |---| line left out."""
+    found: dict[str, list[list[str]]] = {}
+    rows: list[list[str]] = []
+    for _, line in [*prose_lines(text), (0, "")]:
+        if line.startswith("|"):
+            rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+        elif rows:
+            found[rows[0][0]] = rows[2:]
+            rows = []
+    return found
+
+
+def code_spans(cell: str) -> list[str]:
+    return re.findall(r"`([^`]+)`", cell)
+
+
+def monitoring() -> str:
+    return section(README.read_text(encoding="utf-8"), "Monitoring")
+
+
+def registered() -> dict[str, tuple[str, set[str]]]:
+    """What readiness.observe.metrics registers, as Prometheus names it (counters with _total, an
+    info with _info; a histogram by its base name): name -> (type, label names). The default
+    process and platform collectors' families are left out: the README names them in prose."""
+    defaults = CollectorRegistry()
+    ProcessCollector(registry=defaults)
+    PlatformCollector(registry=defaults)
+    default_families = {family.name for family in defaults.collect()}
+    metrics = Metrics(CollectorRegistry())
+    for metric in vars(metrics).values():
+        # Labelled metrics expose no sample, so no label names, until a child exists.
+        if isinstance(metric, MetricWrapperBase) and metric._labelnames:
+            metric.labels(*["x"] * len(metric._labelnames))
+    suffix = {"counter": "_total", "info": "_info"}
+    return {
+        family.name + suffix.get(family.type, ""): (
+            family.type,
+            {label for sample in family.samples for label in sample.labels} - {"le"},
+        )
+        for family in metrics.registry.collect()
+        if family.name not in default_families
+    }
+
+
+def test_the_readmes_scrape_job_is_the_one_the_testbeds_prometheus_runs() -> None:
+    blocks = [body for language, _, body in fenced_blocks(monitoring()) if language == "yaml"]
+    assert len(blocks) == 1, "the Monitoring section shows one ```yaml block: the scrape job"
+    shown = yaml.safe_load("\n".join(blocks[0]))
+    assert list(shown) == ["scrape_configs"]
+    assert shown["scrape_configs"] == [pod_scrape_config()]
+    # ... and the testbed adds only its kubeconfig and a node selector, as the README says.
+    (run,) = prometheus_config(Path("kubeconfig"), Path("rules.yaml"))["scrape_configs"]
+    added = {"kubeconfig_file", "selectors"}
+    assert {**run, "kubernetes_sd_configs": None} == {**pod_scrape_config(), "kubernetes_sd_configs": None}
+    assert [{k: v for k, v in sd.items() if k not in added} for sd in run["kubernetes_sd_configs"]] == (
+        pod_scrape_config()["kubernetes_sd_configs"]
+    )
+
+
+def test_the_readmes_metrics_table_is_what_the_operator_registers() -> None:
+    text = monitoring()
+    rows = tables(text).get("Metric")
+    assert rows, "the Monitoring section has a | Metric | Type | Labels | Meaning | table"
+    shown: dict[str, tuple[str, set[str]]] = {}
+    for name, kind, labels, meaning in rows:
+        (metric,) = code_spans(name)
+        assert metric not in shown, f"{metric} twice"
+        assert meaning, f"{metric}: say what it means"
+        shown[metric] = (kind, set(code_spans(labels)))
+    assert shown == registered()
+    for default in ("`process_*`", "`python_info`"):
+        assert default in text, f"the default collectors' {default} is named in prose"
+
+
+def test_the_readmes_alert_table_is_the_prometheusrule() -> None:
+    rows = tables(monitoring()).get("Alert")
+    assert rows, "the Monitoring section has an | Alert | Severity | For | ... | table"
+    shown: dict[str, tuple[str, str]] = {}
+    for name, severity, duration, meaning in rows:
+        (alert,) = code_spans(name)
+        assert meaning, f"{alert}: say what it means and what to do"
+        shown[alert] = (severity, duration)
+    (rule,) = yaml.safe_load_all(RULES.read_text())
+    rules = [r for group in rule["spec"]["groups"] for r in group["rules"]]
+    assert shown == {r["alert"]: (r["labels"]["severity"], r["for"]) for r in rules}
+
+
 # ---- the checks themselves catch what they are for ----
 
 
@@ -438,3 +551,18 @@ def test_the_command_check_passes_what_works() -> None:
     commands = list(shell_commands(text))
     assert [number for number, _ in commands] == [2, 3, 4, 4, 5, 7, 7, 8, 11]
     assert commands[4][1][-2:] == ["--set", "image.tag=0.1.0"]
+
+
+def test_a_section_ends_at_the_next_heading_and_its_tables_are_read() -> None:
+    text = (
+        "# Page\n## A\nbefore\n## B\n```yaml\n# not a heading\n```\n"
+        "| Metric | Type |\n|---|---|\n| `a_total` | counter |\n| `b` | gauge |\n\n"
+        "| Alert | For |\n|---|---|\n| `X` | 5m |\n### C\nkept\n## D\nafter\n"
+    )
+    body = section(text, "B")
+    assert body.startswith("```yaml")
+    assert body.endswith("kept")
+    assert "after" not in body
+    assert tables(body) == {"Metric": [["`a_total`", "counter"], ["`b`", "gauge"]], "Alert": [["`X`", "5m"]]}
+    assert code_spans("`namespace`, `profile`") == ["namespace", "profile"]
+    assert code_spans("") == []
