@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import getpass
 import hashlib
 import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -223,15 +225,53 @@ def node_components() -> tuple[Component, ...]:
 
 
 def _prometheus() -> Component:
-    """Prometheus and promtool (owner: the Prometheus work; module testbed/prometheus/)."""
+    """Prometheus and promtool (module testbed/prometheus/), with upstream's release flags
+    (.promu.yml): the prometheus/common version ldflags and tag netgo. Left out: the web UI's
+    assets (tag builtinassets; the HTTP API, /-/ready and /-/reload work without them) and every
+    service discovery but kubernetes (upstream's remove_all_sd + enable_kubernetes_sd; static,
+    file and http discovery always stay)."""
     module = "github.com/prometheus/prometheus"
-    return Component(
+    base = Component(
         name="prometheus",
         module_dir="prometheus",
         module=module,
         packages=(f"{module}/cmd/prometheus", f"{module}/cmd/promtool"),
         programs=("prometheus", "promtool"),
+        tags=("netgo", "remove_all_sd", "enable_kubernetes_sd"),
     )
+    version = base.version()
+    pkg = "github.com/prometheus/common/version"
+    ldflags = (
+        f"-X {pkg}.Version={_prometheus_release(version)}",
+        # The module zip carries no commit: the revision is the module version it was built from.
+        f"-X {pkg}.Revision={version}",
+        f"-X {pkg}.Branch=HEAD",  # what upstream's tag builds print
+        f"-X {pkg}.BuildUser={_build_user()}@{socket.gethostname()}",
+        f"-X {pkg}.BuildDate={time.strftime('%Y%m%d-%H:%M:%S', time.gmtime())}",
+    )
+    return dataclasses.replace(base, ldflags=ldflags)
+
+
+def _prometheus_release(module_version: str) -> str:
+    """Prometheus 3's module versions: v0.316.0 is release 3.16.0 (v0.MNN.P is M.NN.P)."""
+    match = re.fullmatch(r"v0\.(\d)(\d\d)\.(\d+)", module_version)
+    if match is None:
+        raise RuntimeError(f"github.com/prometheus/prometheus {module_version} is not a v0.MNN.P version")
+    major, minor, patch = match.groups()
+    return f"{major}.{int(minor)}.{patch}"
+
+
+def _build_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a uid without a passwd entry (containers)
+        return str(os.getuid())
+
+
+def ensure_prometheus(log: bool = True) -> dict[str, Path]:
+    """Return Prometheus' and promtool's paths (building them alone when the cache lacks them):
+    for the alert rules' unit tests, which need no collector."""
+    return _ensure((_prometheus(),), log)
 
 
 def _otel_collector() -> Component:
