@@ -63,7 +63,7 @@ def test_metrics_describe_the_work_and_each_profile(kube: Kube, namespace: str, 
         violations = [
             (labels, value)
             for labels, value in found.get("readiness_profile_violations", [])
-            if labels["namespace"] == namespace
+            if labels["profile_namespace"] == namespace
         ]
         return found if violations else None
 
@@ -81,14 +81,14 @@ def test_metrics_describe_the_work_and_each_profile(kube: Kube, namespace: str, 
     mine = {
         (labels["profile"], labels["state"]): value
         for labels, value in samples["readiness_profile_targets"]
-        if labels["namespace"] == namespace
+        if labels["profile_namespace"] == namespace
     }
     assert mine[("api", "Compliant")] == 1
     assert mine[("audit", "Violating")] == 1
     checks = {
         labels["check"]: value
         for labels, value in samples["readiness_profile_violations"]
-        if labels["namespace"] == namespace and labels["profile"] == "audit"
+        if labels["profile_namespace"] == namespace and labels["profile"] == "audit"
     }
     assert checks == {"probes.readiness.missing": 1}
     applied = sum(
@@ -101,7 +101,9 @@ def test_metrics_describe_the_work_and_each_profile(kube: Kube, namespace: str, 
     def forgotten() -> bool:
         series = scrape(operator.metrics_port).get("readiness_profile_targets", [])
         return not [
-            1 for labels, _ in series if labels["namespace"] == namespace and labels["profile"] == "audit"
+            1
+            for labels, _ in series
+            if labels["profile_namespace"] == namespace and labels["profile"] == "audit"
         ]
 
     wait_for(forgotten, what="series of the deleted profile gone")

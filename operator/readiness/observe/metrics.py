@@ -67,7 +67,7 @@ class Metrics:
         self.rollouts = Counter(
             "readiness_rollouts",
             "Rollouts a profile started, and how they ended: started, completed, failed, reverted.",
-            ["namespace", "profile", "result"],
+            ["profile_namespace", "profile", "result"],
             registry=r,
         )
         self.apiserver_up = Gauge(
@@ -85,19 +85,19 @@ class Metrics:
         self.targets = Gauge(
             "readiness_profile_targets",
             "Deployments matched by a profile, by state.",
-            ["namespace", "profile", "state"],
+            ["profile_namespace", "profile", "state"],
             registry=r,
         )
         self.violations = Gauge(
             "readiness_profile_violations",
             "Open violations of a profile's targets, by check id.",
-            ["namespace", "profile", "check"],
+            ["profile_namespace", "profile", "check"],
             registry=r,
         )
         self.compliance = Gauge(
             "readiness_profile_compliance_ratio",
             "Compliant share of a profile's targets (0-1).",
-            ["namespace", "profile"],
+            ["profile_namespace", "profile"],
             registry=r,
         )
         self.admissions = Counter(

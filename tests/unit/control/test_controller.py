@@ -178,7 +178,7 @@ async def test_deletions_go_through_the_queue() -> None:
     controller.profile_event("DELETED", NS, "p")
     await settle(queue, 0.5)
     await workers.stop(1)
-    sample = {"namespace": NS, "profile": "p"}
+    sample = {"profile_namespace": NS, "profile": "p"}
     assert metrics.registry.get_sample_value("readiness_profile_compliance_ratio", sample) is None
 
 
@@ -347,7 +347,7 @@ async def test_a_deleted_profile_is_forgotten_with_its_metrics_and_its_deploymen
     twin.add_profile(NS, "p", PROFILE)
     controller.profile_event("ADDED", NS, "p")
     await settle(queue, 1.0)
-    sample = {"namespace": NS, "profile": "p"}
+    sample = {"profile_namespace": NS, "profile": "p"}
     assert metrics.registry.get_sample_value("readiness_profile_compliance_ratio", sample) == 1.0
     twin.delete_profile(NS, "p")
     controller.profile_event("DELETED", NS, "p")

@@ -594,7 +594,7 @@ async def test_a_failed_rollout_halts_the_profile_and_is_put_back(twin: Twin, on
     progressing = condition_of(op, "Progressing")
     assert (progressing["status"], progressing["reason"]) == ("False", "RolloutFailed")
     assert "api-0" in progressing["message"]
-    sample = {"namespace": NS, "profile": "p", "result": "failed"}
+    sample = {"profile_namespace": NS, "profile": "p", "result": "failed"}
     assert op.metrics.registry.get_sample_value("readiness_rollouts_total", sample) == 1
 
     # Nothing more for this generation, not after a resync, not after a restart.

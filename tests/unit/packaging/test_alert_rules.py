@@ -3,10 +3,10 @@
 deploy/monitoring/alerts-test.yaml and stays silent in another, and every series an expression reads
 is one the operator exports.
 
-The input series there carry the metric's own ``namespace`` (the profile's). A scrape that sets a
-``namespace`` target label (a ServiceMonitor does, and so does the usual pod job) renames the metric's
-to ``exported_namespace`` unless it honours the scraped labels (ServiceMonitor ``honorLabels: true``,
-``honor_labels: true`` in a scrape config)."""
+The operator's per-profile series name the profile's namespace ``profile_namespace``: a scrape sets
+``namespace`` to the target's own (a ServiceMonitor does, and so does the usual pod job), which
+would rename a metric's ``namespace`` to ``exported_namespace`` (found by the end-to-end tests'
+real Prometheus)."""
 
 from __future__ import annotations
 

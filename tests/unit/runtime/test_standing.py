@@ -64,7 +64,7 @@ async def test_a_standby_exports_no_profile_series_and_a_take_over_decides_nothi
     metrics = Metrics(version="1.2.3")
     queue: WorkQueue[WorkKey] = WorkQueue(metrics)
     controller = peered(twin, peering, metrics, queue, clusterwide=True)
-    ratio = {"namespace": NS, "profile": "p"}
+    ratio = {"profile_namespace": NS, "profile": "p"}
     metrics.observe_profile(NS, "p", ["Compliant"], [], 100)
 
     assert await controller.refresh_acting()
