@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 # The helpers' own asserts report their values as a test's do.
-pytest.register_assert_rewrite("tests.support", "tests.e2e.support")
+pytest.register_assert_rewrite(
+    "tests.support", "tests.e2e.support", "tests.e2e.realnode", "tests.e2e.consumers"
+)
 
 from tests.support.kube import Kube  # noqa: E402 - after the rewrite hook
 from tests.support.paths import ROOT  # noqa: E402

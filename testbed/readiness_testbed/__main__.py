@@ -1,17 +1,21 @@
-"""``python -m readiness_testbed build|up|down|status|rss|leftovers [--dir DIR]``, and faults:
+"""``python -m readiness_testbed build|up|down|status|urls|rss|leftovers [--dir DIR]``, and faults:
 ``python -m readiness_testbed stop|kill|start|pause|resume COMPONENT`` (etcd, kube-apiserver,
 kube-controller-manager, kube-scheduler, kwok): the data and the addresses are kept.
 ``up`` also starts the real node ``real-0`` where the machine can run it (``--no-real-node``:
-kwok nodes only); ``leftovers`` lists what the real node left on the machine (exit 1 if any)."""
+kwok nodes only), Prometheus and the OpenTelemetry Collector; ``urls`` prints where those two and
+the node's containerd are (one JSON object); ``leftovers`` lists what the real node left on the
+machine (exit 1 if any)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
-from .binaries import ensure_binaries, ensure_node_binaries
+from .binaries import ensure_binaries, ensure_node_binaries, ensure_observer_binaries
 from .cluster import Testbed, TestbedError
+from .operator_image import ensure_operator_image
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
             "status",
             "rss",
             "leftovers",
+            "urls",
             "stop",
             "kill",
             "start",
@@ -44,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name}\t{path}")
             for name, path in ensure_node_binaries().items():
                 print(f"{name}\t{path}")
+            for name, path in ensure_observer_binaries().items():
+                print(f"{name}\t{path}")
+            print(f"operator-image\t{ensure_operator_image()}")
         elif args.action == "up":
             if not testbed.up():
                 print(f"testbed: already running; KUBECONFIG={testbed.kubeconfig}", file=sys.stderr)
@@ -56,6 +64,11 @@ def main(argv: list[str] | None = None) -> int:
             if healthy:
                 print(f"real-0: {testbed.real_node_unavailable or 'running'}", file=sys.stderr)
             return 0 if healthy else 1
+        elif args.action == "urls":
+            if not testbed.is_healthy():
+                print("testbed: not running", file=sys.stderr)
+                return 1
+            print(json.dumps(testbed.urls()))
         elif args.action == "leftovers":
             found = testbed.real_node_leftovers()
             for line in found:

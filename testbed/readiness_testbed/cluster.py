@@ -26,7 +26,10 @@ from pathlib import Path
 import yaml
 
 from .binaries import ensure_binaries
-from .node import DISABLE_ENV, NODE_NAME, NodeUnavailable, RealNode
+from .node import DISABLE_ENV, NODE_IP, NODE_NAME, NodeUnavailable, RealNode
+from .observers import Observers
+from .operator_image import IMAGE as OPERATOR_IMAGE
+from .operator_image import ensure_operator_image
 from .pki import KeyPair, Pki
 
 # The order matters: each component needs the ones before it.
@@ -101,6 +104,7 @@ class Testbed:
         self.want_real_node = real_node
         self.node = RealNode(self.state_dir, self._pki, self.log_dir, self.run_kubectl)
         self._node_unavailable_file = self.state_dir / "real-node-unavailable"
+        self.observers = Observers(self.state_dir, self.kubeconfig, self.log_dir, self._spawn)
 
     @property
     def real_node_unavailable(self) -> str | None:
@@ -129,6 +133,7 @@ class Testbed:
                 time.monotonic() + timeout, {c: int(p) for c, p in state.get("pids", {}).items()}
             )
             self._ensure_real_node(int(state["ports"]["apiserver"]))
+            self.observers.start()
             return False
         self.down()  # clear the leftovers of a crashed or half-started testbed
         binaries = ensure_binaries()
@@ -151,6 +156,7 @@ class Testbed:
             self._create_nodes()
             self._wait_cluster(started + timeout, pids)
             self._ensure_real_node(ports.apiserver)
+            self.observers.start()
         except BaseException:
             self.down()
             raise
@@ -185,6 +191,18 @@ class Testbed:
             return
         self._node_unavailable_file.write_text(reason + "\n")
         print(f"testbed: {reason}; carrying on with kwok nodes only", file=sys.stderr)
+
+    def load_operator_image(self) -> str:
+        """The operator's image built from the Dockerfile (minutes when the cache lacks it),
+        imported into real-0's containerd; returns the name pods use for it."""
+        self.node.load_image(ensure_operator_image())
+        return OPERATOR_IMAGE
+
+    def urls(self) -> dict[str, str]:
+        """Where the observers and the node's containerd are (``urls`` on the command line): OTLP
+        at the node's address, which pods and the host both reach, while real-0 runs."""
+        host = NODE_IP if self.node.is_running() else "127.0.0.1"
+        return {**self.observers.urls(host), "containerd": str(self.node.socket)}
 
     # ---- faults: one component at a time, data and addresses kept --------------------------
 
@@ -242,6 +260,7 @@ class Testbed:
     def down(self) -> None:
         """Stop every process this testbed started (TERM, then KILL) and forget them; the real
         node first, with its containers, mounts, network and cgroups."""
+        self.observers.stop()
         self.node.stop()
         self._node_unavailable_file.unlink(missing_ok=True)
         state = self._load_state()
@@ -341,7 +360,9 @@ class Testbed:
             return [
                 str(b / "kube-apiserver"),
                 f"--etcd-servers=http://127.0.0.1:{ports.etcd_client}",
-                "--bind-address=127.0.0.1",
+                # Every address, so that pods on real-0 reach it at the node's address (there is
+                # no kube-proxy to route the kubernetes Service's IP): the operator's own pod.
+                "--bind-address=0.0.0.0",
                 "--advertise-address=127.0.0.1",
                 f"--secure-port={ports.apiserver}",
                 f"--tls-cert-file={serving.cert}",
@@ -360,6 +381,9 @@ class Testbed:
                 f"--kubelet-client-certificate={kubelet_client.cert}",
                 f"--kubelet-client-key={kubelet_client.key}",
                 "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
+                # Admission webhooks behind a Service are called at an endpoint's pod IP, which
+                # the host routes to real-0's bridge; a Service IP would lead nowhere here.
+                "--enable-aggregator-routing=true",
             ]
         if component == "kube-controller-manager":
             return [
@@ -559,6 +583,7 @@ class Testbed:
             server_names=(
                 "127.0.0.1",
                 "localhost",
+                NODE_IP,  # pods on real-0 (the operator's own) reach the apiserver here
                 "10.96.0.1",
                 "kubernetes",
                 "kubernetes.default",

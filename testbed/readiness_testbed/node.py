@@ -838,6 +838,20 @@ disabled_plugins = [
         with contextlib.suppress(OSError):
             POD_LOG_LINKS.rmdir()  # only when empty
 
+    def load_image(self, archive: Path) -> None:
+        """Import an image archive into the running node's containerd, once per archive (an
+        archive's name carries its content's key, so a rebuilt image is imported again)."""
+        if not self.is_running():
+            raise RuntimeError(f"the real node {NODE_NAME} is not running")
+        state = self._load()
+        loaded = self.dir / "loaded-images"
+        done = set(loaded.read_text().split()) if loaded.exists() else set()
+        if str(archive) in done:
+            return
+        snapshotter = str(state.get("snapshotter", "overlayfs"))
+        import_archive(self.bin_dir / "ctr", str(self.socket), archive, snapshotter)
+        loaded.write_text("\n".join(sorted({*done, str(archive)})) + "\n")
+
     # ---- what is left -----------------------------------------------------------------------
 
     def is_running(self) -> bool:

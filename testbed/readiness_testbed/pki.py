@@ -15,6 +15,18 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 _VALIDITY = dt.timedelta(days=365)
 
 
+def _names(cert_path: Path) -> set[str]:
+    """The subject alternative names of a certificate on disk, as ``issue`` was given them."""
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set()
+    return {str(v) for v in sans.get_values_for_type(x509.IPAddress)} | set(
+        sans.get_values_for_type(x509.DNSName)
+    )
+
+
 @dataclass(frozen=True)
 class KeyPair:
     cert: Path
@@ -98,8 +110,8 @@ class Pki:
     ) -> KeyPair:
         """A leaf certificate signed by the CA; a server one when ``server_names`` are given."""
         pair = KeyPair(self.directory / f"{name}.crt", self.directory / f"{name}.key")
-        if pair.cert.exists() and pair.key.exists():
-            return pair
+        if pair.cert.exists() and pair.key.exists() and _names(pair.cert) == set(server_names):
+            return pair  # a server certificate is issued again when its names changed
         ca_key = serialization.load_pem_private_key(self.ca.key.read_bytes(), password=None)
         ca_cert = x509.load_pem_x509_certificate(self.ca.cert.read_bytes())
         assert isinstance(ca_key, ec.EllipticCurvePrivateKey)

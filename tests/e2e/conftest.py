@@ -61,3 +61,11 @@ def peering_namespace(kube: Kube, crd: None) -> Iterator[str]:
     kube.run("create", "namespace", name)  # no KopfPeering: the operator creates its own
     yield name
     kube.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def real(testbed: Any) -> None:
+    """The test needs real-0: it fails with the testbed's one line saying why the node is missing."""
+    reason = testbed.real_node_unavailable
+    if reason:
+        pytest.fail(reason)

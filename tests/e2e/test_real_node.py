@@ -14,11 +14,20 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime
 from typing import Any
 
 import pytest
 import yaml
+from tests.e2e.realnode import (
+    app,
+    get,
+    one_pod,
+    pods,
+    ready_at,
+    rolled_out,
+    service,
+    started_at,
+)
 from tests.e2e.support import (
     Operator,
     _ready,
@@ -31,20 +40,6 @@ from tests.e2e.support import (
 from tests.support.kube import Kube
 
 pytestmark = pytest.mark.e2e
-IMAGE = "readiness-testbed/sample-service:dev"
-ON_REAL_NODE: dict[str, Any] = {
-    "nodeSelector": {"readiness.dev/testbed-node": "real"},
-    "tolerations": [
-        {"key": "readiness.dev/testbed-node", "operator": "Equal", "value": "real", "effect": "NoSchedule"}
-    ],
-}
-
-
-@pytest.fixture
-def real(testbed: Any) -> None:
-    reason = testbed.real_node_unavailable
-    if reason:
-        pytest.fail(reason)
 
 
 @pytest.fixture
@@ -65,84 +60,6 @@ def op(kube: Kube, ns: str, testbed: Any) -> Iterator[Operator]:
         yield started
     finally:
         stop_operator(started)
-
-
-def service(namespace: str, name: str = "sample", replicas: int = 1, **env: str) -> dict[str, Any]:
-    """The sample service as its team writes it: no probes, limits, annotations or OTEL env."""
-    labels = {"app.kubernetes.io/name": name}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "progressDeadlineSeconds": 20,
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    **ON_REAL_NODE,
-                    "containers": [
-                        {
-                            "name": "app",
-                            "image": IMAGE,
-                            "imagePullPolicy": "Never",
-                            "ports": [
-                                {"name": "http", "containerPort": 8080},
-                                {"name": "metrics", "containerPort": 9090},
-                            ],
-                            "env": [{"name": k, "value": v} for k, v in env.items()],
-                        }
-                    ],
-                },
-            },
-        },
-    }
-
-
-def app(pod: dict[str, Any]) -> dict[str, Any]:
-    (found,) = pod["spec"]["containers"]
-    return dict(found)
-
-
-def pods(kube: Kube, namespace: str, name: str) -> list[dict[str, Any]]:
-    found = kube.json("get", "pods", "-n", namespace, "-l", f"app.kubernetes.io/name={name}")["items"]
-    return [p for p in found if not p["metadata"].get("deletionTimestamp")]
-
-
-def get(url: str, timeout: float = 3.0) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return int(response.status), response.read().decode()
-    except urllib.error.HTTPError as error:
-        return int(error.code), error.read().decode()
-
-
-def ready_at(pod: dict[str, Any]) -> float | None:
-    cond = next((c for c in pod["status"].get("conditions", []) if c["type"] == "Ready"), None)
-    if cond is None or cond["status"] != "True":
-        return None
-    return datetime.fromisoformat(cond["lastTransitionTime"].replace("Z", "+00:00")).timestamp()
-
-
-def started_at(pod: dict[str, Any]) -> float:
-    (status,) = pod["status"]["containerStatuses"]
-    stamp = status["state"]["running"]["startedAt"]
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-
-
-def rolled_out(kube: Kube, namespace: str, name: str) -> None:
-    kube.run("rollout", "status", "-n", namespace, f"deployment/{name}", "--timeout=120s")
-
-
-def one_pod(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
-    """The Deployment's one pod once the others are gone."""
-
-    def alone() -> dict[str, Any] | None:
-        found = pods(kube, namespace, name)
-        return found[0] if len(found) == 1 else None
-
-    return wait_for(alone, timeout=90, what=f"one pod of {name}")
 
 
 def test_real_0_is_ready_and_a_pod_answers_on_its_ip(kube: Kube, ns: str) -> None:
@@ -328,11 +245,16 @@ class Traffic:
     error status is lost: that is what a pod that stops listening before its clients do causes.
     A request that merely outlasts the client's timeout is counted apart as slow: on a shared
     2-core machine under a whole test suite it says the machine was busy, not that a pod went
-    away (a pod that exits mid-request resets the connection)."""
+    away (a pod that exits mid-request resets the connection). Three clients send at once, as
+    behind a real load balancer: a pod that stops listening is then sent to within the moment
+    before its network goes away, which one sequential client can miss."""
+
+    CLIENTS = 3
 
     def __init__(self, kube: Kube, namespace: str, name: str, seconds: float) -> None:
         self.kube, self.namespace, self.name, self.seconds = kube, namespace, name, seconds
         self.sent = 0
+        self._count = threading.Lock()
         self.lost: list[str] = []
         self.slow: list[str] = []
         self._ips: list[str] = []
@@ -355,7 +277,8 @@ class Traffic:
             if self._ips:
                 turn += 1
                 ip = self._ips[turn % len(self._ips)]
-                self.sent += 1
+                with self._count:
+                    self.sent += 1
                 at = f"{time.monotonic() - self._start:.1f}s {ip}"
                 try:
                     status = get(f"http://{ip}:8080/?sleep=20", timeout=5)[0]
@@ -375,14 +298,16 @@ class Traffic:
     def during(self, action: Callable[[], None]) -> Traffic:
         """Runs the loop while ``action`` runs and for the loop's remaining seconds."""
         refresher = threading.Thread(target=self._refresh, daemon=True)
-        sender = threading.Thread(target=self._send, daemon=True)
+        senders = [threading.Thread(target=self._send, daemon=True) for _ in range(self.CLIENTS)]
         refresher.start()
         wait_for(lambda: bool(self._ips), timeout=30, what="ready endpoints")
         self._start = time.monotonic()
-        sender.start()
+        for sender in senders:
+            sender.start()
         try:
             action()
-            sender.join(self.seconds + 10)
+            for sender in senders:
+                sender.join(self.seconds + 10)
         finally:
             self._stop.set()
             refresher.join(5)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
 from tests.support.kube import Kube
+from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.e2e
 
@@ -74,6 +78,9 @@ def test_a_second_testbed_starts_and_stops_without_orphans(testbed: object, tmp_
         state = json.loads((tmp_path / "bed" / "state.json").read_text())
         pids = [int(p) for p in state["pids"].values()]
         assert len(pids) == 5
+        observers = json.loads((tmp_path / "bed" / "observers" / "state.json").read_text())
+        pids += [int(p) for p in observers["pids"].values()]
+        assert len(pids) == 7, "and its own Prometheus and collector"
         assert all(Path(f"/proc/{p}").exists() for p in pids)
     finally:
         bed.down()
@@ -83,3 +90,26 @@ def test_a_second_testbed_starts_and_stops_without_orphans(testbed: object, tmp_
             not Path(f"/proc/{pid}").exists()
             or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[-1][:3]
         )
+
+
+def test_urls_says_where_prometheus_the_collector_and_containerd_are(testbed: object) -> None:
+    state_dir = getattr(testbed, "state_dir")  # noqa: B009 - the session's testbed, untyped here
+    printed = subprocess.run(
+        [sys.executable, "-m", "readiness_testbed", "urls", f"--dir={state_dir}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT / "testbed")},
+    ).stdout
+    urls = json.loads(printed)
+    assert set(urls) == {"prometheus", "otlp_grpc", "otlp_http", "traces_file", "containerd"}
+    with urllib.request.urlopen(urls["prometheus"] + "/-/ready", timeout=5) as ready:
+        assert ready.status == 200
+    empty = urllib.request.Request(
+        urls["otlp_http"] + "/v1/traces", data=b"{}", headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(empty, timeout=5) as accepted:
+        assert accepted.status == 200
+    assert Path(urls["traces_file"]).is_file()
+    assert Path(urls["containerd"]).is_socket()
