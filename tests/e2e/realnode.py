@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from tests.e2e.support import wait_for
+from tests.e2e.support import Operator, _ready, start_operator, stop_operator, wait_for
 from tests.support.kube import Kube
 
 SAMPLE_IMAGE = "readiness-testbed/sample-service:dev"
@@ -96,3 +100,25 @@ def one_pod(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
         return found[0] if len(found) == 1 else None
 
     return wait_for(alone, timeout=90, what=f"one pod of {name}")
+
+
+@contextmanager
+def own_namespace(kube: Kube, prefix: str) -> Iterator[str]:
+    """A namespace of the test's own, outside t-* (which the session's operator serves)."""
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    kube.run("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        kube.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+@contextmanager
+def own_operator(kube: Kube, log_dir: Path, namespace: str, name: str) -> Iterator[Operator]:
+    """An operator serving ``namespace`` alone, re-checking every 5 s, ready before it is used."""
+    started = start_operator(kube.kubeconfig, log_dir, name, namespaces=namespace, resync_seconds="5")
+    try:
+        wait_for(lambda: _ready(started), timeout=60, what="operator ready")
+        yield started
+    finally:
+        stop_operator(started)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,13 +16,10 @@ from typing import Any
 import pytest
 import yaml
 from tests.e2e.consumers import Prometheus, spans_of
-from tests.e2e.realnode import app, get, one_pod, rolled_out, service, started_at
+from tests.e2e.realnode import app, get, one_pod, own_namespace, own_operator, rolled_out, service, started_at
 from tests.e2e.support import (
     Operator,
-    _ready,
     simple_profile,
-    start_operator,
-    stop_operator,
     target_in,
     wait_for,
 )
@@ -40,22 +36,14 @@ DISCOVERY_SECONDS = 5
 
 @pytest.fixture
 def ns(kube: Kube, crd: None, real: None) -> Iterator[str]:
-    name = f"solo-seen-{uuid.uuid4().hex[:6]}"  # not t-*: this module's own operator serves it
-    kube.run("create", "namespace", name)
-    yield name
-    kube.run("delete", "namespace", name, "--wait=false", check=False)
+    with own_namespace(kube, "solo-seen") as name:
+        yield name
 
 
 @pytest.fixture
 def op(kube: Kube, ns: str, testbed: Any) -> Iterator[Operator]:
-    started = start_operator(
-        kube.kubeconfig, testbed.log_dir, f"seen-{ns}", namespaces=ns, resync_seconds="5"
-    )
-    try:
-        wait_for(lambda: _ready(started), timeout=60, what="operator ready")
+    with own_operator(kube, testbed.log_dir, ns, f"seen-{ns}") as started:
         yield started
-    finally:
-        stop_operator(started)
 
 
 @pytest.fixture

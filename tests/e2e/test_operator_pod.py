@@ -40,13 +40,13 @@ from readiness_testbed.node import NODE_IP
 from readiness_testbed.observers import SCRAPE_INTERVAL_SECONDS
 
 pytestmark = pytest.mark.e2e
-RELEASE = "readiness-operator"
 DASHBOARD = ROOT / "deploy" / "monitoring" / "dashboard.json"
 SUFFIX = r"_(total|bucket|sum|count)$"  # a family's series names
 
 
 @dataclass(frozen=True)
 class Installed:
+    release: str  # also its full name: the cluster-wide objects' names are the test's own
     namespace: str  # the release's
     watched: str  # the one namespace it serves
     pod: dict[str, Any]
@@ -73,13 +73,13 @@ def installed(
         pytest.fail(reason)
     image = testbed.load_operator_image()
     suffix = uuid.uuid4().hex[:6]
-    namespace, watched = f"readiness-pod-{suffix}", f"solo-pod-{suffix}"
+    release, namespace, watched = f"ro-{suffix}", f"readiness-pod-{suffix}", f"solo-pod-{suffix}"
     for name in (namespace, watched):
         kube.run("create", "namespace", name)
     tmp = tmp_path_factory.mktemp("operator-pod")
-    cert = self_signed(tmp, hosts=(f"{RELEASE}-webhook.{namespace}.svc",))
+    cert = self_signed(tmp, hosts=(f"{release}-webhook.{namespace}.svc",))
     kube.run(
-        "create", "secret", "tls", f"{RELEASE}-webhook-tls", "-n", namespace,
+        "create", "secret", "tls", f"{release}-webhook-tls", "-n", namespace,
         f"--cert={cert.certfile}", f"--key={cert.keyfile}",
     )  # fmt: skip
     urls = testbed.urls()
@@ -88,7 +88,7 @@ def installed(
     )
     repository, tag = image.rsplit(":", 1)
     values = {
-        "fullnameOverride": RELEASE,
+        "fullnameOverride": release,
         "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
         "replicas": 1,
         "watchNamespaces": [watched],
@@ -104,7 +104,7 @@ def installed(
     helm = Helm(testbed, tmp / "helm-home")
     began = time.time()
     helm.run(
-        "install", RELEASE, str(ROOT / "charts" / "readiness-operator"), "-n", namespace,
+        "install", release, str(ROOT / "charts" / "readiness-operator"), "-n", namespace,
         "-f", str(tmp / "values.yaml"), "--wait", "--timeout=180s",
     )  # fmt: skip
     pod = wait_for(lambda: operator_pod(kube, namespace), timeout=30, what="the operator's pod")
@@ -117,9 +117,9 @@ def installed(
         f"helm install --wait took {time.time() - began:.1f}s\n"
     )
     try:
-        yield Installed(namespace, watched, pod, helm, urls)
+        yield Installed(release, namespace, watched, pod, helm, urls)
     finally:
-        helm.run("uninstall", RELEASE, "-n", namespace, "--wait", "--timeout=120s", check=False)
+        helm.run("uninstall", release, "-n", namespace, "--wait", "--timeout=120s", check=False)
         for name in (watched, namespace):
             kube.run("delete", "namespace", name, "--wait=false", check=False)
 
@@ -294,7 +294,7 @@ def test_helm_uninstall_drains_the_operator(kube: Kube, installed: Installed) ->
     )
     time.sleep(1)
     began = time.monotonic()
-    installed.helm.run("uninstall", RELEASE, "-n", installed.namespace, "--wait", "--timeout=120s")
+    installed.helm.run("uninstall", installed.release, "-n", installed.namespace, "--wait", "--timeout=120s")
     out, _ = follow.communicate(timeout=60)
     took = time.monotonic() - began
     events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]

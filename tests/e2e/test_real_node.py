@@ -12,7 +12,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,6 +21,8 @@ from tests.e2e.realnode import (
     app,
     get,
     one_pod,
+    own_namespace,
+    own_operator,
     pods,
     ready_at,
     rolled_out,
@@ -30,10 +31,7 @@ from tests.e2e.realnode import (
 )
 from tests.e2e.support import (
     Operator,
-    _ready,
     simple_profile,
-    start_operator,
-    stop_operator,
     target_in,
     wait_for,
 )
@@ -44,22 +42,14 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def ns(kube: Kube, crd: None, real: None) -> Iterator[str]:
-    name = f"solo-real-{uuid.uuid4().hex[:6]}"  # not t-*: this test's own operator serves it
-    kube.run("create", "namespace", name)
-    yield name
-    kube.run("delete", "namespace", name, "--wait=false", check=False)
+    with own_namespace(kube, "solo-real") as name:
+        yield name
 
 
 @pytest.fixture
 def op(kube: Kube, ns: str, testbed: Any) -> Iterator[Operator]:
-    started = start_operator(
-        kube.kubeconfig, testbed.log_dir, f"real-{ns}", namespaces=ns, resync_seconds="5"
-    )
-    try:
-        wait_for(lambda: _ready(started), timeout=60, what="operator ready")
+    with own_operator(kube, testbed.log_dir, ns, f"real-{ns}") as started:
         yield started
-    finally:
-        stop_operator(started)
 
 
 def test_real_0_is_ready_and_a_pod_answers_on_its_ip(kube: Kube, ns: str) -> None:
