@@ -27,7 +27,7 @@ import yaml
 
 from .binaries import TESTBED_DIR, ensure_observer_binaries
 from .collector import collector_config
-from .node import NODE_NAME
+from .node import NODE_NAME, _alive
 
 PROGRAMS = ("prometheus", "otelcol")
 SCRAPE_INTERVAL_SECONDS = 5  # short, so that tests see a target come up in seconds
@@ -99,17 +99,6 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("0.0.0.0", 0))  # noqa: S104 - the collector listens on every address
         return int(sock.getsockname()[1])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    with contextlib.suppress(OSError):
-        if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
-            return False
-    return True
 
 
 def _http_ok(url: str) -> bool:

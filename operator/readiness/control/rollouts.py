@@ -153,10 +153,13 @@ class Waves:
     def take(self, profile: Key, deployment: str, budget: int, observe: Observe) -> bool:
         """Take a slot for ``deployment``'s apply; False (and remembered as waiting) when the
         profile has ``budget`` Deployments in flight already."""
+        # Completed rollouts are dropped first: a Deployment whose last rollout finished holds no
+        # slot for its next change, which must count against the budget like any other's.
         flying = self._flying.setdefault(profile, {})
-        if deployment in flying:
+        now = self.in_flight(profile, observe)
+        if deployment in now:
             return True
-        if len(self.in_flight(profile, observe)) >= budget:
+        if len(now) >= budget:
             self._waiting.setdefault(profile, set()).add(deployment)
             return False
         flying[deployment] = 0
