@@ -67,7 +67,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import fcntl
 import hashlib
 import io
 import json
@@ -81,11 +80,11 @@ import tempfile
 import time
 import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .binaries import TESTBED_DIR, cache_root
+from .binaries import TESTBED_DIR, cache_root, file_lock
 
 REPO_ROOT = TESTBED_DIR.parent
 IMAGE = "readiness-operator:dev"
@@ -232,15 +231,8 @@ def _tail(path: Path, lines: int = 25) -> str:
         return ""
 
 
-@contextmanager
-def _lock(directory: Path) -> Iterator[None]:
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def _lock(directory: Path) -> AbstractContextManager[None]:
+    return file_lock(directory / ".lock")
 
 
 def _say(log: bool, message: str) -> None:
