@@ -73,3 +73,39 @@ def memory(pid: int) -> Memory:
         if key in ("VmRSS", "VmHWM"):
             values[key] = int(rest.split()[0])
     return Memory(rss_kib=values.get("VmRSS", 0), hwm_kib=values.get("VmHWM", 0))
+
+
+RequestKey = tuple[str, str]  # ("deployments" or "serviceprofiles/status", verb)
+
+
+def requests(metrics_text: str) -> dict[RequestKey, float]:
+    """apiserver_request_total summed by resource (with its subresource) and verb, dry runs
+    apart: every client's requests, so a contender's are read as the difference from a bare
+    run's over the same objects."""
+    totals: dict[RequestKey, float] = {}
+    for line in metrics_text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        match = _SERIES.match(line)
+        if match is None:
+            continue
+        labels = dict(_LABEL.findall(match["labels"]))
+        if labels.get("dry_run", ""):
+            continue
+        resource = labels.get("resource", "") or "(none)"
+        if labels.get("subresource"):
+            resource += "/" + labels["subresource"]
+        key = (resource, labels.get("verb", ""))
+        totals[key] = totals.get(key, 0.0) + float(match["value"])
+    return totals
+
+
+def requests_between(before: dict[RequestKey, float], after: dict[RequestKey, float]) -> dict[str, int]:
+    """The requests made in between, as {"resource verb": count}, largest first."""
+    delta = {f"{r} {v}": round(after[(r, v)] - before.get((r, v), 0.0)) for r, v in after}
+    return dict(sorted(((k, n) for k, n in delta.items() if n > 0), key=lambda kv: -kv[1]))
+
+
+def writes(totals: dict[RequestKey, float]) -> int:
+    """Writes to Deployments' main resource in ``requests()`` totals (as deployment_writes)."""
+    return round(sum(n for (r, v), n in totals.items() if r == "deployments" and v in WRITE_VERBS))
