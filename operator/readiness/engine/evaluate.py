@@ -19,6 +19,7 @@ from .fields import (
     holding,
     human,
     is_missing,
+    item_keys,
     key,
     live_document,
     lookup,
@@ -388,14 +389,25 @@ def _repeated_env(fragment: Fragment, doc: Mapping[str, Any], view: DeploymentVi
 def _released(view: DeploymentView, desired: list[FieldPath]) -> bool:
     """True when we own a spec field the profile no longer asks for (an apply drops it)."""
     mine = [e for e in view.managed if e.manager == FIELD_MANAGER and e.operation == "Apply"]
+    if not mine:
+        return False
+    wanted = set(desired)
+    above = {d[:i] for d in desired for i in range(1, len(d))}  # every proper prefix
     for entry in mine:
         for owned_path in owned(entry):
             if owned_path[:1] != ("f:spec",):
                 continue
             path = owned_path
-            if len(path) >= 2 and path[-2].startswith("k:") and path[-1][2:] in json.loads(path[-2][2:]):
+            if (
+                len(path) >= 2
+                and path[-2].startswith("k:")
+                and any(path[-1][2:] == k for k, _ in item_keys(path[-2]))
+            ):
                 path = path[:-1]  # a list item's key field (f:name) lives and dies with the item
-            if not any(d[: len(path)] == path or path[: len(d)] == d for d in desired):
+            # Released unless it is a desired path, above one, or below one.
+            if path in wanted or path in above:
+                continue
+            if not any(path[:i] in wanted for i in range(1, len(path))):
                 return True
     return False
 
