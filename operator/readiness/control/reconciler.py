@@ -113,6 +113,7 @@ class Reconciler:
     def forget_profile(self, namespace: str, name: str) -> None:
         """The profile is gone, or a new one took its name: nothing of its waves carries over."""
         self.rollouts.forget_profile(namespace, name)
+        self._recall.forget(namespace, name)
 
     def forget_decisions(self) -> None:
         """The next pass decides every Deployment afresh (the periodic resync)."""

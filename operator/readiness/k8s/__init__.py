@@ -2,10 +2,13 @@
 
 from .client import Cluster, KubernetesCluster, NoCredentials, ObjectRef, PodLister, load_api_client
 from .errors import ApiError, FieldCause
+from .watch import DeploymentStream, Event
 
 __all__ = [
     "ApiError",
     "Cluster",
+    "DeploymentStream",
+    "Event",
     "FieldCause",
     "KubernetesCluster",
     "NoCredentials",

@@ -481,6 +481,19 @@ class KubernetesCluster:
 
         return await self._call(call, "list_profiles")
 
+    async def list_all_profiles(self, seconds: float) -> list[dict[str, Any]]:
+        """The ServiceProfiles of every namespace, as the API has them now."""
+
+        def call() -> list[dict[str, Any]]:
+            listed = _body(
+                self._custom.list_cluster_custom_object(
+                    API_GROUP, API_VERSION, PLURAL, _preload_content=False, _request_timeout=seconds
+                )
+            )
+            return [dict(item) for item in listed.get("items") or ()]
+
+        return await self._call(call, "list_profiles")
+
     async def apply_webhook_configuration(self, body: Mapping[str, Any]) -> None:
         """Server-side apply of a MutatingWebhookConfiguration (READINESS_WEBHOOK=local's own)."""
 

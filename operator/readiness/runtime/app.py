@@ -26,6 +26,7 @@ from readiness.observe.metrics import Metrics
 from readiness.observe.tracing import configure_tracing, shutdown_tracing
 from readiness.runtime.admission import AdmissionServer
 from readiness.runtime.crdwatch import CrdWatch
+from readiness.runtime.deployments import DeploymentFeed
 from readiness.runtime.errors import StartupFailure
 from readiness.runtime.handlers import register
 from readiness.runtime.kopfconfig import kopf_settings
@@ -78,6 +79,7 @@ class Operator:
             snapshot=cluster,
         )
         self.workers = Workers(queue, controller.work, settings.workers)
+        self.feed = DeploymentFeed(cluster, controller, settings)
         self.peerings = peerings = Peerings(cluster, settings)
         # Every background task, started together once kopf is up and stopped together when it stops.
         trimmer = Trimmer(busy=lambda: bool(queue.busy or queue.depth), worked=lambda: queue.taken)
@@ -108,6 +110,7 @@ class Operator:
 
     async def _started(self, **_: Any) -> None:
         self.workers.start()
+        self.feed.start()
         for task in self.background:
             task.start()
 
@@ -120,6 +123,7 @@ class Operator:
         )
         for task in self.background:
             task.stop()
+        await self.feed.stop()
         if self.admission is not None:
             await self.admission.unregister()  # kopf stopped serving: the apiserver must stop asking
         self.controller.close()
@@ -133,6 +137,8 @@ class Operator:
         """None when ready, else why not (/readyz)."""
         if not self.ready.is_set():
             return "starting: watches not established yet"
+        if not self.feed.listed():
+            return "starting: the Deployments are not listed yet"
         try:
             established = await self.cluster.crd_established()
         except ApiError as error:

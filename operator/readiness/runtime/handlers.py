@@ -1,12 +1,11 @@
-"""kopf wiring only: watch events go to the controller, admission requests to the admitter.
+"""kopf wiring only: profile events go to the controller, admission requests to the admitter.
 
-Deployments are only watched, never handled with change-detecting handlers, so kopf writes no
-annotations and no finalizers on them. ServiceProfiles are also indexed: kopf holds every
-handler until its indexes are filled, so every profile is known before the first Deployment is
-decided (two profiles that select one Deployment are never seen one at a time). Deployments
-are not indexed: kopf's index bookkeeping costs O(N^2) wake-ups over an initial listing of N
-objects (3,000 Deployments took most of a minute). Every function here is async: kopf would
-run a sync one in a thread, per event.
+kopf watches ServiceProfiles (indexed, so every profile is known to the controller before its
+first event) and serves admission; it writes no annotations and no finalizers. Deployments are
+not kopf's: they come from runtime/deployments.py, at a JSON parse per event instead of kopf's
+per-object worker and handler context (the controller-manager's status updates after a fleet
+rollout arrive by the dozen a second, and change nothing the operator reads). Every function
+here is async: kopf would run a sync one in a thread, per event.
 """
 
 from __future__ import annotations
@@ -36,10 +35,6 @@ def register(
     @kopf.index(API_GROUP, API_VERSION, PLURAL, id="profile_index", registry=registry)
     async def profile_index(body: kopf.Body, **_: Any) -> None:
         controller.index_profile(body)
-
-    @kopf.on.event("apps", "v1", "deployments", registry=registry)
-    async def deployment_event(type: str | None, body: kopf.Body, **_: Any) -> None:
-        controller.deployment_event(type, body)
 
     @kopf.on.event(API_GROUP, API_VERSION, PLURAL, registry=registry)
     async def profile_event(type: str | None, namespace: str | None, name: str | None, **_: Any) -> None:

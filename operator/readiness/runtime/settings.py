@@ -92,6 +92,15 @@ class Settings(BaseSettings):
             fnmatch.fnmatchcase(namespace, g) for g in excluded
         )
 
+    def exact_namespaces(self) -> list[str] | None:
+        """The namespaces named, when READINESS_NAMESPACES names them exactly (no glob, no
+        exclusion): each is watched on its own, with a namespace's permissions. None otherwise:
+        the whole cluster is watched and filtered."""
+        names = [g.strip() for g in self.namespaces.split(",") if g.strip()]
+        if not names or any(c in g for g in names for c in "*?[!"):
+            return None
+        return list(dict.fromkeys(names))
+
     def kopf_namespaces(self) -> list[str]:
         """The same as kopf's namespace patterns: one per admitting glob, each with every
         exclusion. (In a single kopf pattern only the first glob admits, so "shop,payments"

@@ -45,13 +45,13 @@ def selected(handlers: list[Any]) -> list[tuple[str, str, str]]:
     return [(h.selector.group, h.selector.version, h.selector.any_name) for h in handlers]
 
 
-def test_profiles_are_indexed_and_watched_deployments_only_watched() -> None:
+def test_profiles_are_indexed_and_watched_and_deployments_are_not_kopfs() -> None:
     registry, _ = wired()
     profiles = (API_GROUP, API_VERSION, PLURAL)
     indexing: list[Any] = list(registry._indexing.get_all_handlers())
     watching: list[Any] = list(registry._watching.get_all_handlers())
-    assert selected(indexing) == [profiles], "every profile known before the first Deployment is decided"
-    assert sorted(selected(watching)) == sorted([("apps", "v1", "deployments"), profiles])
+    assert selected(indexing) == [profiles], "every profile known before its first event"
+    assert selected(watching) == [profiles], "Deployments come from runtime/deployments.py"
     assert registry._changing.get_all_handlers() == [], "no change handlers: no kopf annotations anywhere"
     assert all(asyncio.iscoroutinefunction(h.fn) for h in [*indexing, *watching]), (
         "a sync handler runs in a thread per event"
@@ -68,7 +68,7 @@ async def test_each_handler_hands_the_event_to_the_controller() -> None:
     for fn in handlers:
         await fn(type="MODIFIED", body=body, namespace="shop", name="api")
     assert sorted(recorder.calls, key=str) == sorted(
-        [("index", "api"), ("deployment", "MODIFIED", "api"), ("profile", "MODIFIED", "shop", "api")], key=str
+        [("index", "api"), ("profile", "MODIFIED", "shop", "api")], key=str
     )
 
 
