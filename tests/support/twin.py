@@ -188,6 +188,8 @@ class Twin:
             if ns == namespace
         ]
 
-    async def post_event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
+    async def post_event(
+        self, ref: ObjectRef, type_: str, reason: str, message: str, at: float | None = None
+    ) -> None:
         self.events.append((ref.name, type_, reason))
         self.event_messages.append(message)

@@ -51,7 +51,9 @@ class Cluster(Protocol):
 
     async def revert_deployment(self, namespace: str, name: str) -> dict[str, Any] | None: ...
 
-    async def post_event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None: ...
+    async def post_event(
+        self, ref: ObjectRef, type_: str, reason: str, message: str, at: float | None = None
+    ) -> None: ...
 
 
 class PodLister(Protocol):
@@ -273,8 +275,11 @@ class KubernetesCluster:
 
         await self._call(call, "patch_profile_status")
 
-    async def post_event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
-        now = dt.datetime.now(dt.UTC)
+    async def post_event(
+        self, ref: ObjectRef, type_: str, reason: str, message: str, at: float | None = None
+    ) -> None:
+        """``at``: when it happened (seconds since the epoch), if not now."""
+        now = dt.datetime.fromtimestamp(at, dt.UTC) if at is not None else dt.datetime.now(dt.UTC)
         event = {
             "apiVersion": "v1",
             "kind": "Event",

@@ -57,7 +57,9 @@ class Operator:
             raise StartupFailure(str(error)) from None
         self.cluster = cluster = KubernetesCluster(api, workers=settings.workers + SPARE_CONNECTIONS)
         world, board = World(), Board()
-        self.events = events = EventSink(cluster, metrics)
+        self.events = events = EventSink(
+            cluster, metrics, busy=lambda: bool(self.queue.busy or self.queue.depth)
+        )
         guard = FightGuard(limit=settings.max_corrections, window=settings.correction_window_seconds)
         self.queue = queue = WorkQueue[WorkKey](metrics)
         self.priority = draw_priority(settings.peering_priority)
