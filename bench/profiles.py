@@ -21,7 +21,8 @@ class Recording:
         spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        argv = [spy, "record", "--pid", str(pid), "--rate", str(rate), "--nonblocking"]
+        # --gil: only the thread holding the interpreter, so a thread waiting on a socket is not counted.
+        argv = [spy, "record", "--pid", str(pid), "--rate", str(rate), "--nonblocking", "--gil"]
         self._process = subprocess.Popen(
             [*argv, "--format", "raw", "--output", str(path)],
             stdout=subprocess.DEVNULL,

@@ -6,13 +6,13 @@ so a test can fill one by hand and a lookup by name is O(1) at any fleet size.
 
 from __future__ import annotations
 
-import json
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from readiness.engine import DeploymentView, matches, rollout_state
@@ -90,11 +90,11 @@ class StoredDeployment:
             generation=view.generation,
             fingerprint=view.fingerprint,
             rollout=rollout_state(view),
-            packed=zlib.compress(json.dumps(essentials, separators=(",", ":")).encode(), level=1),
+            packed=zlib.compress(orjson.dumps(essentials), level=1),
         )
 
     def view(self) -> DeploymentView:
-        return DeploymentView.from_body(json.loads(zlib.decompress(self.packed)))
+        return DeploymentView.from_body(orjson.loads(zlib.decompress(self.packed)))
 
 
 class World:

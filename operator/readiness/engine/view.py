@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
+
+import orjson
 
 from .defaults import TOOK, packed, took, written
 
@@ -80,9 +81,9 @@ class DeploymentView:
         managedFields are left out: the controller-manager's status updates cost no evaluation.
         """
         owners = [(e.manager, e.operation, e.fields) for e in self.managed]
-        digest = json.dumps(
+        digest = orjson.dumps(
             [sorted(self.labels.items()), owners, self.last_applied, sorted(self.took.items())],
-            separators=(",", ":"),
+            default=dict,  # any other Mapping
         )
         return hash((self.uid, self.generation, digest))
 

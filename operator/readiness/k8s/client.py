@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
 
+import orjson
 import urllib3
 import yaml
 from kubernetes import client as k8s
@@ -100,7 +101,7 @@ def _body(response: Any) -> Any:
     """Read an unparsed response whole and hand its connection back to the pool: a response
     left unread keeps its connection, and the next call pays a new TLS handshake."""
     try:
-        return json.loads(response.data or b"null")
+        return orjson.loads(response.data or b"null")
     finally:
         response.release_conn()
 

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import random
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
 
 import kubernetes.client as k8s
+import orjson
 import structlog
 from kubernetes.client.exceptions import ApiException
 
@@ -152,7 +152,7 @@ class DeploymentStream:
                 response = self._apps.list_deployment_for_all_namespaces(**kwargs)
             else:
                 response = self._apps.list_namespaced_deployment(self._namespace, **kwargs)
-            page = json.loads(cast(Any, response).data)
+            page = orjson.loads(cast(Any, response).data)
             meta = page.get("metadata") or {}
             events: list[Event] = []
             for item in page.get("items") or ():
@@ -190,7 +190,7 @@ class DeploymentStream:
             for lines in _lines(self._response):
                 batch: list[Event] = []
                 for line in lines:
-                    event = json.loads(line)
+                    event = orjson.loads(line)
                     kind, obj = event.get("type"), event.get("object") or {}
                     if kind == "ERROR":
                         if obj.get("code") == 410:

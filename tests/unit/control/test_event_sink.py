@@ -57,9 +57,6 @@ async def test_events_are_paced() -> None:
     sink = EventSink(recorder, Metrics(), limit=2, rate=0.5)  # each sender: one post per 4 s
     for i in range(6):
         sink.post(ref(f"d{i}"), "Normal", "ProfileApplied", "set probes")
-    async with asyncio.timeout(2):
-        while len(recorder.posted) < 2:
-            await asyncio.sleep(0.01)
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(0.5)
     assert len(recorder.posted) == 2, "one per sender, then each waits its pace"
     sink.close()
