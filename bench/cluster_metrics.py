@@ -22,23 +22,7 @@ def deployment_writes(metrics_text: str) -> int:
     The counter is cluster-wide; the controller-manager's writes go to the status subresource
     (subresource="status") and so are left out.
     """
-    total = 0.0
-    for line in metrics_text.splitlines():
-        if not line.startswith("apiserver_request_total{"):
-            continue
-        match = _SERIES.match(line)
-        if match is None:
-            continue
-        labels = dict(_LABEL.findall(match["labels"]))
-        if (
-            labels.get("resource") == "deployments"
-            and labels.get("group", "apps") == "apps"
-            and labels.get("verb") in WRITE_VERBS
-            and labels.get("subresource", "") == ""
-            and labels.get("dry_run", "") == ""
-        ):
-            total += float(match["value"])
-    return round(total)
+    return writes(requests(metrics_text))
 
 
 def scrape_apiserver(api_client: Any) -> str:
