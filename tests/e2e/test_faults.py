@@ -96,10 +96,19 @@ def test_an_operator_killed_mid_rollout_finishes_with_one_change_per_deployment(
     try:
         wait_for(lambda: compliant(kube, namespace, count), timeout=120, what="every Deployment compliant")
         assert generations(kube, namespace) == Counter({2: count}), "exactly one template change each"
-        events = kube.json("get", "events", "-n", namespace, "--field-selector", "reason=ProfileApplied")
-        per_deployment = Counter(e["involvedObject"]["name"] for e in events["items"])
+
+        def announced() -> Counter[str]:
+            events = kube.json("get", "events", "-n", namespace, "--field-selector", "reason=ProfileApplied")
+            return Counter(e["involvedObject"]["name"] for e in events["items"])
+
+        # Events go out after the work, 10 a second: the second operator's arrive once it is done.
+        wait_for(
+            lambda: len(announced()) >= count - midway[2],
+            timeout=60,
+            what="the second operator's ProfileApplied events for what it changed",
+        )
+        per_deployment = announced()
         assert all(n == 1 for n in per_deployment.values()), per_deployment.most_common(3)
-        assert len(per_deployment) >= count - midway[2], "the second operator announced what it changed"
     finally:
         stop_operator(second)
 

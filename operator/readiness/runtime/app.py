@@ -139,8 +139,6 @@ class Operator:
         """None when ready, else why not (/readyz)."""
         if not self.ready.is_set():
             return "starting: watches not established yet"
-        if not self.feed.listed():
-            return "starting: the Deployments are not listed yet"
         try:
             established = await self.cluster.crd_established()
         except ApiError as error:
@@ -150,6 +148,7 @@ class Operator:
         self.metrics.apiserver_up.set(1)
         return (
             self.crd.observe(established)
+            or (None if self.feed.listed() else "starting: the Deployments are not listed yet")
             or self.peerings.missing()
             or (self.admission.missing() if self.admission is not None else None)
         )

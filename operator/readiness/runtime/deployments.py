@@ -55,6 +55,8 @@ class DeploymentFeed:
                             self._controller.index_profile(body)
                 break
             except ApiError as error:
+                if error.status == 404:
+                    break  # the CRD is not installed: no profile exists; /readyz says so
                 log.warning("profiles_unreadable", error=str(error), retry_seconds=delay)
                 await asyncio.sleep(delay)
                 delay = min(RETRY[1], delay * 2)
