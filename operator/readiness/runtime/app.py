@@ -125,11 +125,11 @@ class Operator:
         )
         for task in self.background:
             task.stop()
-        await self.feed.stop()
         if self.admission is not None:
             await self.admission.unregister()  # kopf stopped serving: the apiserver must stop asking
         self.controller.close()
         await self.workers.stop(self.settings.shutdown_seconds)
+        await self.feed.stop()  # after the workers: its join must not hold the queue open
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(5):
                 await self.events.drain()
