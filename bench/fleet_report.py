@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -127,50 +127,55 @@ def _layout(row: Mapping[str, Any]) -> str:
     return text + (", from start" if row["from_start"] else "")
 
 
+def _grid(header: str, rows: Iterable[Sequence[str]]) -> str:
+    """A markdown table: ``header`` (its cells between bars), then one line per row of cells."""
+    lines = [header, "|---" * header.count(" |") + "|"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    return "\n".join(lines)
+
+
 def table(rows: Sequence[Mapping[str, Any]]) -> str:
     header = (
         "| N | layout | pairs | bare s | operator: written s | operator: Compliant s | ratio | "
         "CPU s per 1,000: operator | bare | CPU ratio | writes/Deployment | RSS MiB (peak) |"
     )
-    lines = [header, "|---" * header.count(" |") + "|"]
-    for row in rows:
-        timeouts = f" ({row['timeouts']} timed out)" if row["timeouts"] else ""
-        lines.append(
-            "| "
-            + " | ".join(
-                [
-                    f"{row['n']:,}",
-                    _layout(row),
-                    str(row["pairs"]),
-                    _spread(row["bare_s"], ".1f"),
-                    _spread(row["written_s"], ".1f"),
-                    _spread(row["operator_s"], ".1f") + timeouts,
-                    _spread(row["ratio"]) + "x" if row["ratio"] else "n/a",
-                    _spread(row["cpu_operator"]),
-                    _spread(row["cpu_bare"]),
-                    _spread(row["cpu_ratio"]) + "x" if row["cpu_ratio"] else "n/a",
-                    _spread(row["writes_per_deployment"]),
-                    f"{_spread(row['rss_mib'], '.0f')} ({_spread(row['hwm_mib'], '.0f')})",
-                ]
-            )
-            + " |"
-        )
-    return "\n".join(lines)
+    return _grid(header, (_main_cells(row) for row in rows))
+
+
+def _main_cells(row: Mapping[str, Any]) -> list[str]:
+    timeouts = f" ({row['timeouts']} timed out)" if row["timeouts"] else ""
+    return [
+        f"{row['n']:,}",
+        _layout(row),
+        str(row["pairs"]),
+        _spread(row["bare_s"], ".1f"),
+        _spread(row["written_s"], ".1f"),
+        _spread(row["operator_s"], ".1f") + timeouts,
+        _spread(row["ratio"]) + "x" if row["ratio"] else "n/a",
+        _spread(row["cpu_operator"]),
+        _spread(row["cpu_bare"]),
+        _spread(row["cpu_ratio"]) + "x" if row["cpu_ratio"] else "n/a",
+        _spread(row["writes_per_deployment"]),
+        f"{_spread(row['rss_mib'], '.0f')} ({_spread(row['hwm_mib'], '.0f')})",
+    ]
 
 
 def requests_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """The operator's own requests per Deployment (median), beside a bare run's."""
     header = "| N | layout | " + " | ".join(OURS) + " | all requests: operator run | bare run |"
-    lines = [header, "|---" * header.count(" |") + "|"]
-    for row in rows:
-        ours, bare = row["requests_operator"], row["requests_bare"]
-        cells = [f"{ours.get(k, 0.0):.2f}" for k in OURS]
-        lines.append(
-            f"| {row['n']:,} | {_layout(row)} | "
-            + " | ".join(cells)
-            + f" | {sum(ours.values()):.2f} | {sum(bare.values()):.2f} |"
-        )
-    return "\n".join(lines)
+    return _grid(
+        header,
+        (
+            [
+                f"{row['n']:,}",
+                _layout(row),
+                *(f"{row['requests_operator'].get(k, 0.0):.2f}" for k in OURS),
+                f"{sum(row['requests_operator'].values()):.2f}",
+                f"{sum(row['requests_bare'].values()):.2f}",
+            ]
+            for row in rows
+        ),
+    )
 
 
 def after_table(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -178,29 +183,22 @@ def after_table(rows: Sequence[Mapping[str, Any]]) -> str:
         "| N | layout | after: writes, CPU % of a core (30 s) | then quiet: writes, CPU % | "
         "drift p50/p99 ms | restart: Ready s, writes, requests, CPU % after |"
     )
-    lines = [header, "|---" * header.count(" |") + "|"]
-    for row in rows:
-        idle, quiet, drift, restart = row["idle"], row["quiet"], row["drift"], row["restart"]
-        lines.append(
-            "| "
-            + " | ".join(
-                [
-                    f"{row['n']:,}",
-                    _layout(row),
-                    "n/a" if idle is None else f"{idle['writes']}, {idle['cpu_share'] * 100:.1f}",
-                    "n/a" if quiet is None else f"{quiet['writes']}, {quiet['cpu_share'] * 100:.1f}",
-                    "n/a"
-                    if not drift or "p50_ms" not in drift
-                    else f"{drift['p50_ms']:.0f} / {drift['p99_ms']:.0f}",
-                    "n/a"
-                    if restart is None
-                    else f"{restart['ready_s']:.1f}, {restart['writes']}, "
-                    f"{sum(restart['requests'].values())}, {restart['idle_cpu_share'] * 100:.1f}",
-                ]
-            )
-            + " |"
-        )
-    return "\n".join(lines)
+    return _grid(header, (_after_cells(row) for row in rows))
+
+
+def _after_cells(row: Mapping[str, Any]) -> list[str]:
+    idle, quiet, drift, restart = row["idle"], row["quiet"], row["drift"], row["restart"]
+    return [
+        f"{row['n']:,}",
+        _layout(row),
+        "n/a" if idle is None else f"{idle['writes']}, {idle['cpu_share'] * 100:.1f}",
+        "n/a" if quiet is None else f"{quiet['writes']}, {quiet['cpu_share'] * 100:.1f}",
+        "n/a" if not drift or "p50_ms" not in drift else f"{drift['p50_ms']:.0f} / {drift['p99_ms']:.0f}",
+        "n/a"
+        if restart is None
+        else f"{restart['ready_s']:.1f}, {restart['writes']}, "
+        f"{sum(restart['requests'].values())}, {restart['idle_cpu_share'] * 100:.1f}",
+    ]
 
 
 def targets(rows: Sequence[Mapping[str, Any]]) -> str:

@@ -293,7 +293,7 @@ def _resource_misfits(included: list[Fragment], doc: Mapping[str, Any]) -> list[
     wanted = {p: v for f in included for p, v in f.leaves if "f:resources" in p}
     found: list[Violation] = []
     for base in sorted({p[: p.index("f:resources")] for p in wanted}):
-        name = json.loads(base[-1][2:]).get("name", "?")
+        name = dict(item_keys(base[-1])).get("name", "?")
         for resource in ("cpu", "memory"):
             request_path = (*base, "f:resources", "f:requests", f"f:{resource}")
             limit_path = (*base, "f:resources", "f:limits", f"f:{resource}")
@@ -372,7 +372,7 @@ def _repeated_env(fragment: Fragment, doc: Mapping[str, Any], view: DeploymentVi
         at = next((i for i in range(len(path) - 1) if path[i] == "f:env"), None)
         if at is None:
             continue
-        name = json.loads(path[at + 1][2:]).get("name")
+        name = dict(item_keys(path[at + 1])).get("name")
         env = lookup(doc, path[: at + 1])
         if (
             isinstance(env, list)

@@ -8,6 +8,7 @@ import os
 import re
 import sys
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Literal
 
 from pydantic import Field, ValidationError
@@ -79,18 +80,10 @@ class Settings(BaseSettings):
         "cert-manager's); a renewed certificate is served without a restart.",
     )
 
-    def _globs(self) -> tuple[list[str], list[str]]:
-        globs = [g.strip() for g in self.namespaces.split(",") if g.strip()]
-        excluded = [g[1:] for g in globs if g.startswith("!")]
-        return [g for g in globs if not g.startswith("!")] or ["*"], excluded
-
     def watches(self, namespace: str) -> bool:
         """Whether READINESS_NAMESPACES covers ``namespace``: any glob admits it, no '!' glob
         takes it out."""
-        included, excluded = self._globs()
-        return any(fnmatch.fnmatchcase(namespace, g) for g in included) and not any(
-            fnmatch.fnmatchcase(namespace, g) for g in excluded
-        )
+        return _covers(self.namespaces, namespace)
 
     def exact_namespaces(self) -> list[str] | None:
         """The namespaces named, when READINESS_NAMESPACES names them exactly (no glob, no
@@ -107,8 +100,23 @@ class Settings(BaseSettings):
         handed over whole would serve shop alone.)"""
         if not self.namespaces.strip():
             return []
-        included, excluded = self._globs()
+        included, excluded = _globs(self.namespaces)
         return [",".join([g, *(f"!{x}" for x in excluded)]) for g in included]
+
+
+def _globs(namespaces: str) -> tuple[list[str], list[str]]:
+    globs = [g.strip() for g in namespaces.split(",") if g.strip()]
+    excluded = [g[1:] for g in globs if g.startswith("!")]
+    return [g for g in globs if not g.startswith("!")] or ["*"], excluded
+
+
+@lru_cache(maxsize=16384)
+def _covers(namespaces: str, namespace: str) -> bool:
+    """Asked for every watch event of a cluster-wide watch: decided once per namespace."""
+    included, excluded = _globs(namespaces)
+    return any(fnmatch.fnmatchcase(namespace, g) for g in included) and not any(
+        fnmatch.fnmatchcase(namespace, g) for g in excluded
+    )
 
 
 def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
