@@ -30,7 +30,7 @@ from readiness.runtime.deployments import DeploymentFeed
 from readiness.runtime.errors import StartupFailure
 from readiness.runtime.handlers import register
 from readiness.runtime.kopfconfig import kopf_settings
-from readiness.runtime.memory import Trimmer
+from readiness.runtime.memory import Trimmer, settle_collector
 from readiness.runtime.peerings import Peerings
 from readiness.runtime.periodic import Every
 from readiness.runtime.serve import PortUnavailable, Servers
@@ -224,6 +224,7 @@ def run_operator() -> None:
     settings = load_settings()
     configure(settings.log_level, settings.log_format)
     configure_tracing(settings.tracing_endpoint)
+    settle_collector()
     try:
         asyncio.run(operate(settings))
     except StartupFailure as failure:

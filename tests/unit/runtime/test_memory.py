@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
-from readiness.runtime.memory import Trimmer, _trimmer
+from readiness.runtime.memory import YOUNG_THRESHOLD, Trimmer, _trimmer, settle_collector
 from readiness.runtime.periodic import Every
 
 
@@ -30,3 +31,14 @@ def test_glibc_offers_malloc_trim_here() -> None:
     trim = _trimmer()
     assert trim is not None
     trim()
+
+
+def test_what_was_imported_is_left_out_of_collections() -> None:
+    before = gc.get_threshold()
+    try:
+        settle_collector()
+        assert gc.get_freeze_count() > 10_000, "the imports' objects"
+        assert gc.get_threshold() == (YOUNG_THRESHOLD, *before[1:])
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
