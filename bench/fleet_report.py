@@ -163,19 +163,18 @@ def _main_cells(row: Mapping[str, Any]) -> list[str]:
 def requests_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """The operator's own requests per Deployment (median), beside a bare run's."""
     header = "| N | layout | " + " | ".join(OURS) + " | all requests: operator run | bare run |"
-    return _grid(
-        header,
-        (
-            [
-                f"{row['n']:,}",
-                _layout(row),
-                *(f"{row['requests_operator'].get(k, 0.0):.2f}" for k in OURS),
-                f"{sum(row['requests_operator'].values()):.2f}",
-                f"{sum(row['requests_bare'].values()):.2f}",
-            ]
-            for row in rows
-        ),
-    )
+    return _grid(header, (_request_cells(row) for row in rows))
+
+
+def _request_cells(row: Mapping[str, Any]) -> list[str]:
+    ours, bare = row["requests_operator"], row["requests_bare"]
+    return [
+        f"{row['n']:,}",
+        _layout(row),
+        *(f"{ours.get(k, 0.0):.2f}" for k in OURS),
+        f"{sum(ours.values()):.2f}",
+        f"{sum(bare.values()):.2f}",
+    ]
 
 
 def after_table(rows: Sequence[Mapping[str, Any]]) -> str:
