@@ -300,7 +300,10 @@ class Controller:
                 counted = self._snapshot is None or namespace in self._counted
                 outcome = await self._reconciler.reconcile(namespace, name, counted)
                 for profile in outcome.changed:
-                    self.status(profile)
+                    if self._writer.decided(*profile, name):
+                        self._queue.hurry((PROFILE, *profile))  # the last one its status waited for
+                    else:
+                        self.status(profile)
                 if self._world.stored(namespace, name) is None:
                     self._queue.forget(key)
                 if outcome.count:
@@ -309,8 +312,9 @@ class Controller:
                 if outcome.retry and outcome.retry_after:
                     return RetryAfter(outcome.retry_after)
                 return outcome.retry
-            if asyncio.get_running_loop().time() - self._listed_at < LISTING_QUIET:
-                self.status((namespace, name))  # Deployments are still being listed: count them all first
+            if (quiet_in := self._listed_at + LISTING_QUIET - asyncio.get_running_loop().time()) > 0:
+                # Deployments are still being listed: count them all first, as soon as it is over.
+                self._queue.defer(key, quiet_in)
                 return False
             if await self._writer.flush(namespace, name):
                 self.status((namespace, name))  # some Deployments are not decided yet

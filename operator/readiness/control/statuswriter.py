@@ -2,7 +2,7 @@
 it changed; the profile's own Events and per-profile metrics go with it.
 
 The controller calls ``flush`` at most about once a second per profile while its Deployments
-move, and once more when they settle.
+move, and once more as soon as the last of them is decided.
 """
 
 from __future__ import annotations
@@ -64,6 +64,8 @@ class StatusWriter:
         # The state of each target as last announced, so an Event marks a change, once.
         self._announced: dict[Key, dict[str, tuple[str, str, tuple[str, ...]]]] = {}
         self._waiting_since: dict[Key, float] = {}
+        # Per profile whose last flush waited: the Deployments it waited for, not yet decided.
+        self._undecided: dict[Key, set[str]] = {}
 
     def forget(self, namespace: str, name: str) -> None:
         """The profile is gone: drop its memory and metrics; Deployments stay as they are."""
@@ -71,6 +73,7 @@ class StatusWriter:
         self._written.pop(key, None)
         self._announced.pop(key, None)
         self._waiting_since.pop(key, None)
+        self._undecided.pop(key, None)
         self._board.forget_profile(namespace, name)
         self._metrics.forget_profile(namespace, name)
 
@@ -104,11 +107,13 @@ class StatusWriter:
         }
         waiting = len(known) < len(selected)
         if waiting:
+            self._undecided[key] = selected - known.keys()
             since = self._waiting_since.setdefault(key, self._monotonic())
             if self._monotonic() - since < self._patience:
                 return True
         else:
             self._waiting_since.pop(key, None)
+            self._undecided.pop(key, None)
         targets = list(known.values())
         status = build_status(
             generation=record.generation, targets=targets, previous=previous.conditions, now=self._clock()
@@ -125,6 +130,15 @@ class StatusWriter:
             status.summary.score,
         )
         return waiting
+
+    def decided(self, namespace: str, name: str, deployment: str) -> bool:
+        """``deployment`` has a verdict under the profile now. True once, when it was the last
+        one the profile's status waited for: that status need not wait for its next turn."""
+        undecided = self._undecided.get((namespace, name))
+        if not undecided:
+            return False
+        undecided.discard(deployment)
+        return not undecided
 
     def _previous(self, record: ProfileRecord) -> ServiceProfileStatus:
         """The status last written: ours if the watch has not shown it yet (no duplicate events,

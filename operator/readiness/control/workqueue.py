@@ -36,7 +36,7 @@ class WorkQueue(Generic[K]):
         self._active: set[K] = set()
         self._dirty: set[K] = set()
         self._timers: set[asyncio.TimerHandle] = set()
-        self._throttled: set[K] = set()
+        self._throttled: dict[K, asyncio.TimerHandle] = {}
         self._started: dict[K, float] = {}
         self._metrics = metrics
         self._idle = asyncio.Event()
@@ -77,16 +77,39 @@ class WorkQueue(Generic[K]):
         if delay <= 0 and key not in self._active:
             self.add(key)
             return
-        self._throttled.add(key)
+        self._arm(key, delay)
+
+    def defer(self, key: K, delay: float) -> None:
+        """Queue ``key`` in ``delay`` seconds, in place of any throttled run it waits for: one
+        timer per key however often it is deferred."""
+        if self.closed:
+            return
+        self._disarm(key)
+        self._arm(key, delay)
+
+    def _arm(self, key: K, delay: float) -> None:
         handle: asyncio.TimerHandle
 
         def fire() -> None:
             self._timers.discard(handle)
-            self._throttled.discard(key)
+            self._throttled.pop(key, None)
             self.add(key)
 
-        handle = loop.call_later(max(delay, 0.0), fire)
+        handle = asyncio.get_running_loop().call_later(max(delay, 0.0), fire)
+        self._throttled[key] = handle
         self._timers.add(handle)
+
+    def _disarm(self, key: K) -> None:
+        handle = self._throttled.pop(key, None)
+        if handle is not None:
+            handle.cancel()
+            self._timers.discard(handle)
+
+    def hurry(self, key: K) -> None:
+        """Queue ``key`` now, ahead of the throttle's wait: for the one run that is news now (a
+        status whose last undecided Deployment was just decided), not for every change."""
+        self._disarm(key)
+        self.add(key)
 
     def forget(self, key: K) -> None:
         """``key`` will not come back (its object is gone): drop its timing."""

@@ -1,7 +1,15 @@
 """The API edge: the only package that talks to Kubernetes."""
 
-from .client import Cluster, KubernetesCluster, NoCredentials, ObjectRef, PodLister, load_api_client
+from .client import (
+    Cluster,
+    KubernetesCluster,
+    NoCredentials,
+    ObjectRef,
+    PodLister,
+    load_configuration,
+)
 from .errors import ApiError, FieldCause
+from .transport import Transport
 from .watch import DeploymentStream, Event
 
 __all__ = [
@@ -14,5 +22,6 @@ __all__ = [
     "NoCredentials",
     "ObjectRef",
     "PodLister",
-    "load_api_client",
+    "Transport",
+    "load_configuration",
 ]

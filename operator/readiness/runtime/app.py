@@ -20,7 +20,7 @@ from readiness.control.peering import PeeringGate, draw_priority, own_identity
 from readiness.control.reconciler import Reconciler
 from readiness.control.statuswriter import StatusWriter
 from readiness.control.workqueue import Workers, WorkQueue
-from readiness.k8s import ApiError, KubernetesCluster, NoCredentials, load_api_client
+from readiness.k8s import ApiError, KubernetesCluster, NoCredentials, Transport, load_configuration
 from readiness.observe.logconfig import configure
 from readiness.observe.metrics import Metrics
 from readiness.observe.tracing import configure_tracing, shutdown_tracing
@@ -52,10 +52,13 @@ class Operator:
         self.metrics = metrics = Metrics(version=__version__)
         metrics.workers.set(settings.workers)
         try:
-            api = load_api_client(settings.workers + SPARE_CONNECTIONS)
+            configuration = load_configuration()
+            transport = Transport(configuration, connections=settings.workers + SPARE_CONNECTIONS)
         except NoCredentials as error:
             raise StartupFailure(str(error)) from None
-        self.cluster = cluster = KubernetesCluster(api, workers=settings.workers + SPARE_CONNECTIONS)
+        except (OSError, ValueError) as error:  # its CA or client certificate, its proxy
+            raise StartupFailure(f"cannot reach the cluster as configured: {error}") from None
+        self.cluster = cluster = KubernetesCluster(transport)
         world, board = World(), Board()
         self.events = events = EventSink(
             cluster, metrics, busy=lambda: bool(self.queue.busy or self.queue.depth)
@@ -165,7 +168,7 @@ class Operator:
         try:
             await servers.start()
         except PortUnavailable as error:
-            self.cluster.close()
+            await self.cluster.close()
             named = [
                 f"READINESS_{n.upper()}"
                 for n in ("health_port", "metrics_port")
@@ -212,7 +215,7 @@ class Operator:
             if self.admission is not None:
                 await self.admission.unregister()  # also when kopf ended without its cleanup (a crash)
                 self.admission.close()
-            self.cluster.close()
+            await self.cluster.close()
             log.info("operator_stopped")
 
 

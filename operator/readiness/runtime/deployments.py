@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import structlog
 
 from readiness.control.controller import Controller
-from readiness.k8s import ApiError, DeploymentStream, Event, KubernetesCluster, load_api_client
+from readiness.k8s import ApiError, DeploymentStream, Event, KubernetesCluster
 from readiness.runtime.settings import Settings
 
 log = structlog.get_logger("readiness.deployments")
@@ -32,7 +32,7 @@ class DeploymentFeed:
         exact: list[str | None] = list(settings.exact_namespaces() or [])
         self._scopes = exact or [None]  # None: the whole cluster
         # The watches hold their connections for minutes: a pool of their own.
-        self._api = load_api_client(len(self._scopes) + 1)
+        self._http = cluster.transport.pool(len(self._scopes) + 1)
         self._streams: list[DeploymentStream] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -60,15 +60,20 @@ class DeploymentFeed:
                 log.warning("profiles_unreadable", error=str(error), retry_seconds=delay)
                 await asyncio.sleep(delay)
                 delay = min(RETRY[1], delay * 2)
-        loop = asyncio.get_running_loop()
         for scope in self._scopes:
-            stream = DeploymentStream(self._api, scope, self._deliver, loop, keep=self._settings.watches)
+            stream = DeploymentStream(self._http, scope, self._deliver, keep=self._settings.watches)
             self._streams.append(stream)
             stream.start()
 
     def _deliver(self, events: Sequence[Event]) -> None:
         for type_, body in events:
-            self._controller.deployment_event(type_, body)
+            try:
+                self._controller.deployment_event(type_, body)
+            except Exception:  # one object the controller cannot take must not stop the stream
+                meta = body.get("metadata") or {}
+                log.exception(
+                    "deployment_event_failed", namespace=meta.get("namespace"), name=meta.get("name")
+                )
 
     def listed(self) -> bool:
         """Every scope has been listed once: the controller knows every Deployment."""
@@ -79,6 +84,5 @@ class DeploymentFeed:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        for stream in self._streams:
-            stream.stop()
-        await asyncio.gather(*(asyncio.to_thread(s.join, 5.0) for s in self._streams))
+        await asyncio.gather(*(stream.stop() for stream in self._streams))
+        await self._http.close()

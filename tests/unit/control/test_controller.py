@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 import itertools
-import json
 from typing import Any
 
-import pytest
-from kubernetes.client.exceptions import ApiException
 from tests.support.control import NS, PROFILE, deployment
 from tests.support.twin import Twin
 
@@ -21,7 +17,6 @@ from readiness.control.reconciler import Reconciler
 from readiness.control.statuswriter import StatusWriter
 from readiness.control.workqueue import RetryAfter, Workers, WorkQueue
 from readiness.k8s import ApiError
-from readiness.k8s.client import KubernetesCluster
 from readiness.observe.metrics import Metrics
 
 
@@ -64,7 +59,7 @@ class RecordingQueue(WorkQueue[WorkKey]):
 
 
 def build(
-    twin: Twin, workers: int = 8, snapshot: Twin | None = None
+    twin: Twin, workers: int = 8, snapshot: Twin | None = None, status_every: float = 0.2
 ) -> tuple[Controller, RecordingQueue, Workers[WorkKey], Metrics]:
     metrics = Metrics()
     board = Board()
@@ -78,7 +73,7 @@ def build(
         queue,
         PeeringGate(None, me="me", priority=1, clusterwide=True),
         settle=0.05,
-        status_every=0.2,
+        status_every=status_every,
         snapshot=snapshot,
     )
     return controller, queue, Workers(queue, controller.work, workers), metrics
@@ -182,6 +177,23 @@ async def test_deletions_go_through_the_queue() -> None:
     assert metrics.registry.get_sample_value("readiness_profile_compliance_ratio", sample) is None
 
 
+async def test_the_status_goes_out_as_soon_as_the_last_deployment_is_decided() -> None:
+    """The status waited for undecided Deployments; the last one's verdict sends it at once,
+    not at the throttle's next turn (5 s here)."""
+    twin = slow_twin()
+    for i in range(20):
+        twin.add_deployment(deployment(f"api-{i:02}"))
+    controller, queue, workers, _ = build(twin, workers=4, status_every=5.0)
+    workers.start()
+    twin.add_profile(NS, "p", PROFILE)
+    controller.profile_event("ADDED", NS, "p")
+    await settle(queue, 1.0)
+    await workers.stop(1)
+    assert len(twin.applies) == 20
+    [(_, status)] = twin.status_patches
+    assert status["summary"]["compliant"] == 20, "one write, with every Deployment counted"
+
+
 async def test_throttled_keys_coalesce_and_wait() -> None:
     queue: WorkQueue[str] = WorkQueue()
     runs: list[float] = []
@@ -202,55 +214,25 @@ async def test_throttled_keys_coalesce_and_wait() -> None:
     assert all(b - a >= 0.29 for a, b in itertools.pairwise(runs))
 
 
-class FakeApps:
-    def __init__(self, failures: int, retry_after: str) -> None:
-        self.calls = 0
-        self.failures = failures
-        self.retry_after = retry_after
-        self.responses: list[FakeResponse] = []
+async def test_a_key_deferred_again_and_again_runs_once() -> None:
+    queue: WorkQueue[str] = WorkQueue()
+    runs: list[str] = []
 
-    def patch_namespaced_deployment(self, name: str, namespace: str, body: Any, **_: Any) -> Any:
-        self.calls += 1
-        if self.calls <= self.failures:
-            error = ApiException(status=429, reason="Too Many Requests")
-            error.headers = {"Retry-After": self.retry_after}
-            error.body = json.dumps({"reason": "TooManyRequests", "message": "too many requests"})
-            raise error
+    async def work(key: str) -> bool:
+        runs.append(key)
+        return False
 
-        self.responses.append(
-            FakeResponse(json.dumps({"metadata": {"name": name, "namespace": namespace}}).encode())
-        )
-        return self.responses[-1]
-
-
-class FakeResponse:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.released = False
-
-    def release_conn(self) -> None:
-        self.released = True
-
-
-async def test_a_429_pauses_for_retry_after_then_the_call_succeeds() -> None:
-    from kubernetes import client as k8s
-
-    cluster = KubernetesCluster(k8s.ApiClient(), workers=2, throttle_retries=3)
-    fake = FakeApps(failures=2, retry_after="0.05")
-    cluster._apps = fake  # type: ignore[assignment]
-    body = {"metadata": {"name": "api", "namespace": NS}}
-    result = await cluster.apply_deployment(copy.deepcopy(body), force=False)
-    assert result["metadata"]["name"] == "api"
-    assert fake.calls == 3
-    assert fake.responses[-1].released, "the connection goes back to the pool"
-
-    stubborn = FakeApps(failures=10, retry_after="0")
-    cluster._apps = stubborn  # type: ignore[assignment]
-    with pytest.raises(ApiError) as caught:
-        await cluster.apply_deployment(body, force=False)
-    assert (caught.value.status, caught.value.retry_after, caught.value.retryable) == (429, 0.0, True)
-    assert stubborn.calls == 4, "tried once and retried three times"
-    cluster.close()
+    workers: Workers[str] = Workers(queue, work, count=2)
+    workers.start()
+    queue.add_throttled("p", 10.0)  # its first run, now
+    await asyncio.sleep(0.05)
+    queue.add_throttled("p", 10.0)  # a throttled run in 10 s: the deferral takes its place
+    for _ in range(20):
+        queue.defer("p", 0.2)
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.4)
+    await workers.stop(1)
+    assert runs == ["p", "p"], "one timer per key"
 
 
 async def test_no_status_is_written_while_deployments_are_being_listed() -> None:
@@ -269,6 +251,22 @@ async def test_no_status_is_written_while_deployments_are_being_listed() -> None
     await workers.stop(1)
     assert twin.status_patches, "written once the listing is over"
     assert [patch["summary"]["matched"] for _, patch in twin.status_patches] == [3] * len(twin.status_patches)
+
+
+async def test_a_status_held_by_a_listing_goes_out_when_the_listing_is_over() -> None:
+    """Not at the throttle's next turn (5 s here): half a second after the last listed one."""
+    twin = Twin()
+    for i in range(3):
+        twin.add_deployment(deployment(f"api-{i}"))
+    controller, queue, workers, _ = build(twin, status_every=5.0)
+    twin.add_profile(NS, "p", PROFILE)
+    controller.profile_event(None, NS, "p")
+    workers.start()
+    for i in range(3):
+        controller.deployment_event(None, twin.deployments[(NS, f"api-{i}")])
+    await settle(queue, 1.2)
+    await workers.stop(1)
+    assert [patch["summary"]["matched"] for _, patch in twin.status_patches] == [3]
 
 
 async def test_the_first_rollout_slot_of_a_namespace_waits_for_the_namespace_listed_whole() -> None:

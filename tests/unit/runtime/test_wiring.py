@@ -1,19 +1,14 @@
-"""The kopf wiring, the API errors and the assembly's pieces, without a cluster."""
+"""The kopf wiring and the assembly's pieces, without a cluster."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import kopf
-import pytest
-from kubernetes.client.exceptions import ApiException
-from tests.support.paths import DATA
 
 from readiness import API_GROUP, API_VERSION, PLURAL
-from readiness.k8s.client import _error
 from readiness.runtime.handlers import register
 from readiness.runtime.kopfconfig import NoDiffBase, kopf_settings
 from readiness.runtime.settings import Settings
@@ -70,45 +65,6 @@ async def test_each_handler_hands_the_event_to_the_controller() -> None:
     assert sorted(recorder.calls, key=str) == sorted(
         [("index", "api"), ("profile", "MODIFIED", "shop", "api")], key=str
     )
-
-
-def test_a_real_409_names_each_field_and_its_manager() -> None:
-    """The body the apiserver sent for an apply over kubectl's fields (recorded from the testbed)."""
-    recorded = (DATA / "apply-conflict-409.json").read_text()
-    exc = ApiException(status=409, reason="Conflict")
-    exc.body = recorded
-    error = _error(exc)
-    assert error.conflict
-    assert not error.retryable
-    assert [(c.manager, c.field) for c in error.causes] == [
-        ("kubectl-client-side-apply", "spec.template.spec.terminationGracePeriodSeconds"),
-        (
-            "kubectl-client-side-apply",
-            'spec.template.spec.containers[name="app"].readinessProbe.httpGet.path',
-        ),
-    ]
-    assert error.message == json.loads(recorded)["message"]
-
-
-@pytest.mark.parametrize(
-    ("status", "body", "retryable", "conflict"),
-    [
-        (422, '{"reason": "Invalid", "message": "spec.template: Invalid value"}', False, False),
-        (503, "not json", True, False),
-        # A resourceVersion precondition that failed: decided again from the newer object.
-        (409, '{"reason": "Conflict", "message": "the object has been modified"}', True, False),
-    ],
-)
-def test_other_api_errors(status: int, body: str, retryable: bool, conflict: bool) -> None:
-    exc = ApiException(status=status, reason="x")
-    exc.body = body
-    error = _error(exc)
-    assert (error.status, error.retryable, error.conflict) == (status, retryable, conflict)
-
-
-def test_an_unreachable_apiserver_is_status_0_and_retried() -> None:
-    error = _error(ConnectionRefusedError("connection refused"))
-    assert (error.status, error.retryable) == (0, True)
 
 
 def test_kopf_keeps_nothing_on_deployments_and_uses_our_prefix() -> None:
