@@ -43,6 +43,11 @@ NODE_TAINT = {"key": NODE_LABEL, "value": "real", "effect": "NoSchedule"}
 BRIDGE = "rdy0"
 POD_SUBNET = "10.88.0.0/16"
 NODE_IP = "10.88.0.1"  # the bridge's address: the node's InternalIP and the pods' gateway
+# The bridge's own MAC, locally administered, ending in NODE_IP. A bridge given none takes its
+# lowest port's, so it changed as pods came and went; a pod that had resolved its gateway before
+# then sent to a MAC no longer there and lost every packet to the host until its ARP entry expired
+# (a response held 30 s in FIN-WAIT-1, spans never exported).
+BRIDGE_MAC = "02:00:0a:58:00:01"
 CLUSTER_DNS = "10.96.0.10"  # in the service range; nothing answers there (no DNS on the testbed)
 CGROUP_PARENT = "readiness-testbed"
 CLAIM = Path("/run/readiness-testbed/real-node")
@@ -431,6 +436,7 @@ class RealNode:
         The CNI bridge plugin finds it and attaches the pods' veths."""
         if not _link_exists(BRIDGE):
             _ip("link", "add", BRIDGE, "type", "bridge")
+        _ip("link", "set", BRIDGE, "address", BRIDGE_MAC)
         prefix = POD_SUBNET.split("/")[1]
         _ip("addr", "replace", f"{NODE_IP}/{prefix}", "dev", BRIDGE)
         _ip("link", "set", BRIDGE, "up")
