@@ -71,9 +71,11 @@ e2e: venv testbed-build
 test: lint testbed-build
 	$(PY) -m pytest
 
+# A CRD just created has no conditions for a moment, and kubectl wait fails at once on that: once more.
 demo: testbed-up
 	$(KUBECTL) apply --server-side -k crds/
-	$(KUBECTL) wait --for=condition=Established crd/serviceprofiles.readiness.dev --timeout=60s
+	$(KUBECTL) wait --for=condition=Established crd/serviceprofiles.readiness.dev --timeout=60s \
+		|| (sleep 1 && $(KUBECTL) wait --for=condition=Established crd/serviceprofiles.readiness.dev --timeout=60s)
 	examples/demo.sh
 
 demo-status:

@@ -26,7 +26,7 @@ from tests.support.paths import ROOT
 @pytest.fixture(scope="session")
 def crd(kube: Kube) -> None:
     kube.run("apply", "--server-side", "-k", str(ROOT / "crds"))
-    kube.run("wait", "--for=condition=Established", "crd/serviceprofiles.readiness.dev", "--timeout=60s")
+    kube.established("serviceprofiles.readiness.dev")
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +56,7 @@ def peering_namespace(kube: Kube, crd: None) -> Iterator[str]:
     ]
     assert {c["spec"]["names"]["kind"] for c in crds} == {"KopfPeering", "ClusterKopfPeering"}
     kube.apply(yaml.safe_dump_all(crds), "--server-side")
-    kube.run("wait", "--for=condition=Established", "crd/kopfpeerings.kopf.dev", "--timeout=60s")
+    kube.established("kopfpeerings.kopf.dev")
     name = f"solo-ha-{uuid.uuid4().hex[:6]}"
     kube.run("create", "namespace", name)  # no KopfPeering: the operator creates its own
     yield name

@@ -23,6 +23,9 @@ T = TypeVar("T")
 # The session operator's settings (tests/e2e/conftest.py), which some tests count on.
 RESYNC_SECONDS = 5
 MAX_CORRECTIONS = 3
+# A fleet that one worker cannot finish while a test sees ten of it done and kills, deletes or
+# stops something: one worker applied all of 120 first (seen in CI).
+MIDWAY_FLEET = 400
 
 
 # ---- The operator, as a process ----
@@ -167,6 +170,14 @@ def container(dep: dict[str, Any], name: str = "app") -> dict[str, Any]:
     found: dict[str, Any] = next(
         c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == name
     )
+    return found
+
+
+def events(kube: Kube, namespace: str, selector: str) -> list[dict[str, Any]]:
+    """The namespace's Events that match a field selector such as ``reason=ProfileApplied``."""
+    found: list[dict[str, Any]] = kube.json("get", "events", "-n", namespace, "--field-selector", selector)[
+        "items"
+    ]
     return found
 
 

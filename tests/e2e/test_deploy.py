@@ -19,6 +19,7 @@ import yaml
 from tests.e2e.support import (
     CRDS,
     IMAGE,
+    events,
     own_control_plane,
     start_operator,
     stop_operator,
@@ -52,13 +53,7 @@ def rendered(kube: Kube, crd: None) -> list[dict[str, Any]]:
     real first install is test_one_apply_installs_on_a_fresh_cluster_and_one_delete_removes_it."""
     for manifest in ("namespace.yaml", "peering-crds.yaml", "rbac.yaml"):
         kube.run("apply", "--server-side", "-f", str(DEPLOY / manifest))
-    kube.run(
-        "wait",
-        "--for=condition=Established",
-        "crd/clusterkopfpeerings.kopf.dev",
-        "crd/kopfpeerings.kopf.dev",
-        "--timeout=60s",
-    )
+    kube.established("clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev")
     # The apiserver's RBAC cache follows a new binding within moments, not instantly.
     wait_for(partial(can, kube, "patch", "deployments.apps", "-A"), timeout=20, what=f"RBAC for {SA}")
     return [d for d in yaml.safe_load_all(kube.run("kustomize", str(DEPLOY)).stdout) if d]
@@ -191,8 +186,10 @@ def test_the_operator_works_with_nothing_but_its_granted_rights(
             0
         ]
         assert resources["resources"]["limits"] == {"memory": "128Mi"}
-        events = kube.json("get", "events", "-n", ns, "--field-selector", "reason=ProfileApplied")["items"]
-        assert events, "the operator posted its event"
+        wait_for(  # Events go out after the work
+            lambda: events(kube, ns, "reason=ProfileApplied"),
+            what="the operator posted its event",
+        )
         peering = kube.json("get", "kopfpeering", ACCOUNT, "-n", ns)
         assert f"rbac-{ns}" in peering.get("status", {})
     finally:
@@ -254,7 +251,7 @@ def test_one_apply_installs_on_a_fresh_cluster_and_one_delete_removes_it(
         kind, name = doc["kind"].lower(), doc["metadata"]["name"]
         ns = doc["metadata"].get("namespace")
         kube.run("get", kind, name, *(["-n", ns] if ns else []))
-    kube.run("wait", "--for=condition=Established", *(f"crd/{c}" for c in CRDS), "--timeout=60s")
+    kube.established(*CRDS)
     deployment = kube.json("get", "deployment", ACCOUNT, "-n", NAMESPACE)
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["image"] == f"{IMAGE}:9.9.9"

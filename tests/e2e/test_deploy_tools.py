@@ -21,6 +21,7 @@ from tests.e2e.support import (
     Operator,
     container,
     deployment,
+    events,
     replicasets,
     simple_deployment,
     simple_profile,
@@ -49,9 +50,8 @@ def bare(namespace: str, **template_spec: Any) -> dict[str, Any]:
     return manifest
 
 
-def events(kube: Kube, namespace: str, reason: str) -> list[str]:
-    found = kube.json("get", "events", "-n", namespace, "--field-selector", f"reason={reason}")
-    return [e["message"] for e in found["items"]]
+def messages(kube: Kube, namespace: str, reason: str) -> list[str]:
+    return [e["message"] for e in events(kube, namespace, f"reason={reason}")]
 
 
 def quiet(kube: Kube, namespace: str, name: str, generation: int) -> None:
@@ -82,7 +82,7 @@ def test_a_default_nobody_chose_is_taken_in_one_rollout(
     t = wait_for(partial(target_in, kube, namespace, "api", "api", "Compliant"), what="target Compliant")
     took = "took terminationGracePeriodSeconds=30 (API default"
     assert took in t["message"], t
-    assert any(took in m for m in events(kube, namespace, "ProfileApplied")), "the Event says so"
+    assert any(took in m for m in messages(kube, namespace, "ProfileApplied")), "the Event says so"
     quiet(kube, namespace, "api", 2)
 
 

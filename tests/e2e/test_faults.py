@@ -19,10 +19,12 @@ from typing import Any
 import pytest
 import yaml
 from tests.e2e.support import (
+    MIDWAY_FLEET,
     PROBES,
     RESYNC_SECONDS,
     Operator,
     container,
+    events,
     fleet,
     probe,
     readyz,
@@ -79,7 +81,7 @@ def own_namespace(kube: Kube) -> Iterator[str]:
 def test_an_operator_killed_mid_rollout_finishes_with_one_change_per_deployment(
     kube: Kube, own_namespace: str, testbed: Any, crd: None
 ) -> None:
-    namespace, count = own_namespace, 120
+    namespace, count = own_namespace, MIDWAY_FLEET
     fleet(kube, namespace, count)
     first = start_operator(kube.kubeconfig, testbed.log_dir, "killed", namespaces=namespace, workers="1")
     try:
@@ -98,8 +100,8 @@ def test_an_operator_killed_mid_rollout_finishes_with_one_change_per_deployment(
         assert generations(kube, namespace) == Counter({2: count}), "exactly one template change each"
 
         def announced() -> Counter[str]:
-            events = kube.json("get", "events", "-n", namespace, "--field-selector", "reason=ProfileApplied")
-            return Counter(e["involvedObject"]["name"] for e in events["items"])
+            found = events(kube, namespace, "reason=ProfileApplied")
+            return Counter(e["involvedObject"]["name"] for e in found)
 
         # Events go out after the work, 10 a second: the second operator's arrive once it is done.
         wait_for(
@@ -116,7 +118,7 @@ def test_an_operator_killed_mid_rollout_finishes_with_one_change_per_deployment(
 def test_a_profile_deleted_mid_reconcile_stops_its_work_cleanly(
     kube: Kube, own_namespace: str, testbed: Any, crd: None
 ) -> None:
-    namespace, count = own_namespace, 120
+    namespace, count = own_namespace, MIDWAY_FLEET
     fleet(kube, namespace, count)
     op = start_operator(
         kube.kubeconfig, testbed.log_dir, "profile-deleted", namespaces=namespace, workers="1"
@@ -156,7 +158,7 @@ def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
 def bed_kube(bed: ControlPlane) -> Kube:
     kube = Kube(kubectl=bed.kubectl, kubeconfig=bed.kubeconfig)
     kube.run("apply", "--server-side", "-k", str(ROOT / "crds"))
-    kube.run("wait", "--for=condition=Established", "crd/serviceprofiles.readiness.dev", "--timeout=60s")
+    kube.established("serviceprofiles.readiness.dev")
     return kube
 
 
@@ -249,7 +251,7 @@ def test_the_crd_deleted_and_recreated_and_an_operator_started_before_it(
         assert "is not installed" in readyz(early)[1]
         assert healthz(early)[0] == 200, "alive: nothing to restart for while the CRD is away"
         kube.run("apply", "--server-side", "-k", str(ROOT / "crds"))
-        kube.run("wait", "--for=condition=Established", "crd/serviceprofiles.readiness.dev", "--timeout=60s")
+        kube.established("serviceprofiles.readiness.dev")
         # kopf may not serve a CRD that appeared after it started; the operator says so rather
         # than look ready, and its liveness probe restarts it.
         for op in (running, early):

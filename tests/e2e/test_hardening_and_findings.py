@@ -59,6 +59,8 @@ def test_security_and_profiling_are_applied_in_one_rollout_and_findings_never_wr
 ) -> None:
     kube.apply(json.dumps(simple_deployment(namespace, "api")))
     kube.apply(json.dumps(leaky(namespace)))
+    # The first ReplicaSet exists before the profile, so the rollout it makes is the second.
+    kube.run("rollout", "status", "-n", namespace, "deployment/api", "--timeout=60s")
     kube.apply(json.dumps(simple_profile(namespace, "api", "api", **SECTIONS)))
     kube.apply(json.dumps(simple_profile(namespace, "leaky", "leaky", **SECTIONS)))
     wait_for(lambda: target_in(kube, namespace, "api", "api", "Compliant"), timeout=90, what="api Compliant")
@@ -82,6 +84,8 @@ def test_security_and_profiling_are_applied_in_one_rollout_and_findings_never_wr
         "profiles.grafana.com/memory.path": "/debug/pprof/allocs",
     }
     assert live["metadata"]["generation"] == 2, "one apply, one rollout"
+    # Compliant can come before the controller-manager has seen the change (seen in CI).
+    kube.run("rollout", "status", "-n", namespace, "deployment/api", "--timeout=60s")
     assert len(replicasets(kube, namespace, "api")) == 2
 
     t = wait_for(

@@ -82,7 +82,7 @@ def test_install_upgrade_and_uninstall_one_command_each(fresh_kube: Kube, helm: 
     assert "/readyz" in installed.stdout
 
     # The CRDs came from the chart's crds/, established; every object of the release exists.
-    kube.run("wait", "--for=condition=Established", *(f"crd/{c}" for c in CRDS), "--timeout=60s")
+    kube.established(*CRDS)
     manifest = helm.manifest(release, ns)
     assert {d["kind"] for d in manifest} == {
         "ServiceAccount",

@@ -30,7 +30,7 @@ import pytest
 import yaml
 from tests.e2e.consumers import Prometheus, spans_of
 from tests.e2e.realnode import ON_REAL_NODE, get, rolled_out, service
-from tests.e2e.support import simple_profile, target_in, wait_for
+from tests.e2e.support import events, simple_profile, target_in, wait_for
 from tests.e2e.tools import Helm
 from tests.support.kube import Kube
 from tests.support.paths import ROOT
@@ -157,10 +157,9 @@ def test_the_operator_runs_locked_down_on_real_0_with_its_probes_passing(
     (status,) = now["status"]["containerStatuses"]
     assert status["ready"] is True
     assert status["restartCount"] == 0, status
-    unhealthy = kube.json(
-        "get", "events", "-n", installed.namespace,
-        "--field-selector", f"involvedObject.name={pod['metadata']['name']},reason=Unhealthy",
-    )["items"]  # fmt: skip
+    unhealthy = events(
+        kube, installed.namespace, f"involvedObject.name={pod['metadata']['name']},reason=Unhealthy"
+    )
     assert unhealthy == [], [e["message"] for e in unhealthy]
 
 

@@ -17,6 +17,7 @@ from tests.e2e.support import (
     Operator,
     container,
     deployment,
+    events,
     profile,
     replicasets,
     simple_deployment,
@@ -121,9 +122,11 @@ def test_examples_reach_compliance_with_one_rollout_each(
             name
         )
 
-    events = kube.json("get", "events", "-n", namespace, "--field-selector", "reason=ProfileApplied")["items"]
-    applied = sorted(e["involvedObject"]["name"] for e in events)
-    assert applied == sorted(d["metadata"]["name"] for d in deployments)
+    def applied() -> list[str]:
+        return sorted(e["involvedObject"]["name"] for e in events(kube, namespace, "reason=ProfileApplied"))
+
+    expected = sorted(d["metadata"]["name"] for d in deployments)
+    wait_for(lambda: applied() == expected, what="one ProfileApplied event per Deployment")  # after the work
 
 
 def test_drift_is_corrected(kube: Kube, namespace: str, operator: Operator) -> None:
@@ -167,10 +170,11 @@ def test_conflict_is_reported_not_taken_then_force_takes_it(
     live = container(deployment(kube, namespace, "api"))
     assert live["readinessProbe"]["httpGet"]["path"] == "/custom", "not taken"
     assert live["resources"]["requests"]["cpu"] == "50m", "the fields nobody else owns are still applied"
-    warnings = kube.json(
-        "get", "events", "-n", namespace, "--field-selector", "type=Warning,reason=Conflicted"
+    # Events go out after the work, so the status can say Conflicted a moment before the Event is there.
+    wait_for(
+        lambda: events(kube, namespace, "type=Warning,reason=Conflicted"),
+        what="a Warning event: a person is told",
     )
-    assert warnings["items"], "a person is told"
 
     kube.run(
         "patch",
@@ -345,14 +349,7 @@ def test_a_profile_that_cannot_apply_says_why_once_and_writes_nothing(
     assert t["message"].count(said) == 1, "once, not once per probe"
     time.sleep(RESYNC_SECONDS * 2 + 1)  # resyncs decide again and say nothing new
     assert deployment(kube, namespace, "api")["metadata"]["generation"] == 1, "zero writes"
-    warnings = kube.json(
-        "get",
-        "events",
-        "-n",
-        namespace,
-        "--field-selector",
-        "type=Warning,involvedObject.kind=ServiceProfile",
-    )["items"]
+    warnings = events(kube, namespace, "type=Warning,involvedObject.kind=ServiceProfile")
     assert [(e["reason"], e.get("count", 1)) for e in warnings] == [("Invalid", 1)], warnings
 
 

@@ -31,6 +31,7 @@ from tests.e2e.realnode import (
 )
 from tests.e2e.support import (
     Operator,
+    events,
     simple_profile,
     target_in,
     wait_for,
@@ -98,14 +99,7 @@ def test_pods_become_ready_through_the_profiles_probes(kube: Kube, ns: str, op: 
     (status,) = pod["status"]["containerStatuses"]
     assert status["restartCount"] == 0, "the startup probe held the liveness probe off"
     assert get(f"http://{pod['status']['podIP']}:8080/readyz")[0] == 200
-    unhealthy = kube.json(
-        "get",
-        "events",
-        "-n",
-        ns,
-        "--field-selector",
-        f"involvedObject.name={pod['metadata']['name']},reason=Unhealthy",
-    )["items"]
+    unhealthy = events(kube, ns, f"involvedObject.name={pod['metadata']['name']},reason=Unhealthy")
     assert any("Startup probe failed" in e["message"] for e in unhealthy), "the kubelet ran the startup probe"
     sys.stderr.write(
         f"real node: Ready {bare_ready:.1f}s after start without probes (service ready at {delay}s), "
@@ -210,7 +204,7 @@ def test_a_readiness_path_the_service_lacks_halts_the_first_wave_and_is_put_back
     assert len(touched) == 1, f"only the first wave was changed: {touched}"
     (bad,) = touched
     assert bad in halted["message"]
-    unready = kube.json("get", "events", "-n", ns, "--field-selector", "reason=Unhealthy")["items"]
+    unready = events(kube, ns, "reason=Unhealthy")
     assert any("Readiness probe failed" in e["message"] and "404" in e["message"] for e in unready), (
         "the kubelet found the new pods unready"
     )

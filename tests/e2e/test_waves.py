@@ -22,6 +22,7 @@ import yaml
 from tests.e2e.support import (
     Operator,
     container,
+    events,
     profile,
     readyz,
     simple_deployment,
@@ -175,8 +176,11 @@ def test_a_bad_profile_edit_is_halted_after_one_wave(
     # The first failure halts; the rest of that wave fails within a moment and goes the same way.
     wait_for(lambda: failed_names() == touched, timeout=DEADLINE * 3, what="the whole wave failed")
     failed = touched
-    events = kube.json("get", "events", "-n", ns, "--field-selector", f"reason={state}")["items"]
-    assert {e["involvedObject"]["name"] for e in events} >= set(failed), "announced"
+
+    def announced() -> set[str]:
+        return {e["involvedObject"]["name"] for e in events(kube, ns, f"reason={state}")}
+
+    wait_for(lambda: announced() >= set(failed), what="announced")  # Events go out after the work
     if on_failure == "Revert":
         for name in failed:
             kube.run("rollout", "status", "-n", ns, f"deployment/{name}", "--timeout=60s")

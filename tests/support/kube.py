@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,20 @@ class Kube:
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
         return result
+
+    def established(self, *crds: str, seconds: float = 60) -> None:
+        """Until each CustomResourceDefinition is Established. While a new one has no conditions
+        yet, `kubectl wait` fails at once ("accessor error") instead of waiting: it is asked again."""
+        deadline = time.monotonic() + seconds
+        while True:
+            left = max(1, int(deadline - time.monotonic()))
+            args = ("wait", "--for=condition=Established", *(f"crd/{c}" for c in crds), f"--timeout={left}s")
+            result = self.run(*args, check=False)
+            if result.returncode == 0:
+                return
+            if "accessor error" not in result.stderr or time.monotonic() > deadline:
+                raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+            time.sleep(0.2)
 
     def json(self, *args: str) -> Any:
         return json.loads(self.run(*args, "-o", "json").stdout)
