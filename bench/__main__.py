@@ -9,6 +9,8 @@ machines are shared and noisy; nothing here asserts a time.
    apply of the same configuration (what a controller without a local comparison would send
    per Deployment per resync). Needs the local control plane (`make testbed-up`).
 3. index memory: the slim DeploymentView the index keeps vs the whole Deployment object.
+4. the request path: CPU per apply and per Event, the operator's transport against the official
+   client's generated API (bench/requests.py; needs the local control plane).
 
 Then the fleet benchmark (bench/fleet.py), which also runs alone: ``python -m bench fleet``
 (``make bench-fleet``; ``python -m bench fleet --help``).
@@ -303,6 +305,10 @@ def main(argv: list[str] | None = None) -> None:
     bench_memory()
     print()
     bench_dry_run()
+    print()
+    from bench import requests
+
+    requests.main([])
     print()
     bench_operator()
     print()
